@@ -1,0 +1,141 @@
+"""Training data: any folder of photos (COCO train2014 by default), or generated images.
+
+Training crops are shuffled random-resized crops; a few fixed held-out images, centre-cropped,
+serve validation (losses and the sample grid in TensorBoard).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import random
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from fastnst.errors import FastNSTError
+from fastnst.images import find_images, open_image, split_alpha, to_tensor
+
+log = logging.getLogger(__name__)
+
+
+class ImageFiles(Dataset):
+    """Images from a list of files. An unreadable file is logged, counted in ``skipped`` and
+    replaced by the next readable one, so one bad JPEG never stops a run hours in."""
+
+    def __init__(self, files: list[Path], image_size: int, train: bool) -> None:
+        self.files = files
+        if train:
+            # Scale range keeps most crops near whole-photo content, as Johnson's resized COCO images.
+            self.transform = v2.Compose([v2.RandomResizedCrop(image_size, scale=(0.25, 1.0), antialias=True),
+                                         v2.RandomHorizontalFlip()])
+        else:
+            self.transform = v2.Compose([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)])
+        self.skipped = multiprocessing.Value("i", 0)  # shared with worker processes
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        for attempt in range(len(self.files)):
+            path = self.files[(index + attempt) % len(self.files)]
+            try:
+                img, _ = split_alpha(open_image(path))
+                return to_tensor(self.transform(img.convert("RGB")))[0]
+            except (FastNSTError, OSError) as err:
+                with self.skipped.get_lock():
+                    self.skipped.value += 1
+                log.warning("skipping unreadable training image: %s", err)
+        raise FastNSTError("no readable image left in the training data")
+
+
+class SyntheticImages(Dataset):
+    """Deterministic generated photos-ish images: smooth colour fields, shapes and grain.
+    For smoke runs, tests and benchmarks; a network trained on them will not generalise."""
+
+    def __init__(self, length: int, image_size: int, seed: int = 0) -> None:
+        self.length, self.image_size, self.seed = length, image_size, seed
+        self.skipped = multiprocessing.Value("i", 0)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        s = self.image_size
+        coarse = torch.rand(1, 3, 4, 4, generator=g)
+        img = F.interpolate(coarse, size=(s, s), mode="bicubic", align_corners=False)[0]
+        yy, xx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+        for _ in range(int(torch.randint(2, 6, (1,), generator=g))):
+            cx, cy, r = (torch.rand(3, generator=g) * torch.tensor([s, s, s / 3])).tolist()
+            mask = ((xx - cx) ** 2 + (yy - cy) ** 2) < (r + 2) ** 2
+            img[:, mask] = torch.rand(3, 1, generator=g)
+        img += 0.03 * torch.randn(3, s, s, generator=g)
+        return img.clamp(0, 1)
+
+
+class StyleDataModule(L.LightningDataModule):
+    """``root``: a folder searched recursively for jpg/png/webp/bmp/tiff. ``synthetic``: generate
+    ``synthetic_length`` images instead. ``num_val`` images are held out for validation."""
+
+    def __init__(self, root: str | None = None, image_size: int = 256, batch_size: int = 4,
+                 num_workers: int = 4, num_val: int = 4, synthetic: bool = False,
+                 synthetic_length: int = 1000, seed: int = 0) -> None:
+        super().__init__()
+        self.root, self.image_size, self.batch_size = root, image_size, batch_size
+        self.num_workers, self.num_val, self.synthetic = num_workers, num_val, synthetic
+        self.synthetic_length, self.seed = synthetic_length, seed
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def check(self) -> None:
+        """Fail before training starts if the data cannot work: missing, empty or unreadable root."""
+        if self.train_set is None:
+            self.setup("fit")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        if self.synthetic:
+            self.train_set = SyntheticImages(self.synthetic_length, self.image_size, self.seed)
+            self.val_set = SyntheticImages(self.num_val, self.image_size, self.seed + 1)
+            return
+        root = Path(str(self.root)).expanduser()
+        if not root.is_dir():
+            raise FastNSTError(f"data.root {root} is not a folder; point data.root (or $FASTNST_DATA) at "
+                               "your photos, run scripts/download_coco.py, or use data=synthetic")
+        files = find_images(root)
+        if not files:
+            raise FastNSTError(f"data.root {root} holds no jpg/png/webp/bmp/tiff image")
+        probe = random.Random(self.seed).sample(files, min(len(files), 16))
+        if not any(_readable(p) for p in probe):
+            raise FastNSTError(f"data.root {root}: none of {len(probe)} sampled images could be read")
+        num_val = min(self.num_val, max(len(files) - 1, 0))
+        self.val_set = ImageFiles(files[:num_val] or files[:1], self.image_size, train=False)
+        self.train_set = ImageFiles(files[num_val:], self.image_size, train=True)
+        log.info("training on %d images from %s (%d held out)", len(files) - num_val, root, num_val)
+
+    @property
+    def skipped(self) -> int:
+        """Unreadable training files met so far (summed over workers)."""
+        return self.train_set.skipped.value if self.train_set is not None else 0
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          pin_memory=torch.cuda.is_available())
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=len(self.val_set), shuffle=False, num_workers=0)
+
+
+def _readable(path: Path) -> bool:
+    try:
+        open_image(path)
+        return True
+    except FastNSTError:
+        return False

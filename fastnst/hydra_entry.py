@@ -1,0 +1,37 @@
+"""Helpers for the Hydra entry points (train.py, optimize.py): friendly errors at the edge."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from fastnst.errors import FastNSTError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+T = TypeVar("T")
+
+
+def check_group_choices(argv: Sequence[str], groups: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
+    """Exit with one line when ``group=name`` names no ``conf/group/name.yaml``.
+
+    Hydra's own message for this spans a dozen lines and mentions HYDRA_FULL_ERROR."""
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        if not sep or key not in groups or value in ("", "null"):
+            continue
+        for choice in value.split(","):  # multirun sweeps: style=a,b
+            if not (conf_dir / key / f"{choice}.yaml").is_file():
+                options = ", ".join(sorted(p.stem for p in (conf_dir / key).glob("*.yaml")))
+                print(f"error: unknown {key} {choice!r}; choose one of: {options}", file=sys.stderr)
+                sys.exit(2)
+
+
+def guarded(fn: Callable[..., T], *args: object) -> T:
+    """Call ``fn``; a FastNSTError becomes ``error: <message>`` on stderr and exit code 2."""
+    try:
+        return fn(*args)
+    except FastNSTError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)

@@ -1,0 +1,128 @@
+"""Image files in and out. One convention everywhere: float tensors (N, 3, H, W), RGB, in [0, 1]."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from fastnst.errors import FastNSTError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+
+# Pillow refuses images over 2x this as decompression bombs. The default (~89 Mpx) would refuse
+# a 12000x8000 scan, which tiling handles fine, so the bound is raised to 0.5 Gpx (bombs beyond 1 Gpx
+# are still refused, before any pixel is decoded).
+MAX_IMAGE_PIXELS = 500_000_000
+
+
+def find_images(root: Path, recursive: bool = True) -> list[Path]:
+    """Image files under ``root`` (by extension), sorted for reproducibility."""
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in root.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def open_image(path: Path | str) -> Image.Image:
+    """Open and fully decode an image, EXIF orientation applied; any failure is one FastNSTError."""
+    path = Path(path)
+    if not path.exists():
+        raise FastNSTError(f"no such file: {path}")
+    if path.is_dir():
+        raise FastNSTError(f"{path} is a folder, not an image")
+    if path.stat().st_size == 0:
+        raise FastNSTError(f"{path} is empty (0 bytes)")
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            img.load()  # decode now: truncated files fail here, not halfway through a batch
+    except Image.DecompressionBombError:
+        raise FastNSTError(f"{path} declares too many pixels (over {2 * MAX_IMAGE_PIXELS:,}); refusing it") from None
+    except UnidentifiedImageError:
+        raise FastNSTError(f"{path} is not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise FastNSTError(f"{path} is corrupt or truncated ({err})") from None
+    return ImageOps.exif_transpose(img)
+
+
+def split_alpha(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """Any Pillow mode -> (RGB image or 16-bit grey, alpha or None). CMYK, palette and grey convert."""
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    alpha = None
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        alpha = img.getchannel("A")
+        img = img.convert("RGB")
+    if img.mode not in ("RGB", "I", "I;16", "I;16B", "I;16L", "F"):
+        img = img.convert("RGB")
+    return img, alpha
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """Pillow image (any mode) -> (1, 3, H, W) float32 RGB in [0, 1]; alpha is dropped."""
+    img, _ = split_alpha(img)
+    arr = np.asarray(img)
+    if img.mode.startswith("I"):  # 16-bit greyscale PNG/TIFF: scale by the 16-bit range, keep precision
+        arr = arr.astype(np.float32) / 65535.0
+    elif img.mode == "F":
+        arr = np.clip(arr, 0.0, 1.0)
+    else:
+        arr = arr.astype(np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    """(1, 3, H, W) or (3, H, W) in [0, 1] (clamped) -> RGB Pillow image, rounding to nearest."""
+    if x.dim() == 4:
+        x = x[0]
+    arr = x.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr, "RGB")
+
+
+def load_rgb(path: Path | str) -> torch.Tensor:
+    """Read any supported image file as a (1, 3, H, W) tensor in [0, 1]."""
+    return to_tensor(open_image(path))
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds,
+    so an interrupted write never leaves a file that looks finished."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    except OSError as err:
+        raise FastNSTError(f"cannot write to {path.parent}: {err.strerror}") from None
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def save_image(img: Image.Image, path: Path | str, quality: int = 95) -> None:
+    """Save atomically; the format follows the extension. JPEG cannot hold alpha, so it is dropped."""
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise FastNSTError(f"cannot write images with extension {path.suffix!r}")
+    if fmt in ("JPEG", "BMP") and img.mode == "RGBA":
+        img = img.convert("RGB")
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    with atomic_path(path) as tmp:
+        try:
+            img.save(tmp, format=fmt, **options)
+        except OSError as err:
+            raise FastNSTError(f"cannot write {path}: {err}") from None

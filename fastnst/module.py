@@ -1,0 +1,100 @@
+"""The LightningModule that trains a TransformerNet against a PerceptualLoss."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning as L
+import torch
+from torchvision.utils import make_grid
+
+from fastnst.errors import FastNSTError
+from fastnst.losses import PerceptualLoss
+from fastnst.temporal import temporal_loss
+from fastnst.transformer import TransformerNet
+
+
+class StyleTransferModule(L.LightningModule):
+    """Trains ``network`` so that ``loss(network(x), x)`` is small over photos ``x``.
+
+    ``style``: (1, 3, H, W) in [0, 1]; its Grams are computed once at fit start, on the training
+    device, and never stored in checkpoints (the loss network is rebuilt from the config).
+    ``hparams``: plain values saved in checkpoints and logged to TensorBoard; ``network`` is added.
+    """
+
+    def __init__(self, network: TransformerNet, loss: PerceptualLoss,
+                 optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
+                 style: torch.Tensor, hparams: dict[str, Any] | None = None,
+                 temporal_weight: float = 0.0, channels_last: bool = False,
+                 nan_check_every_n_steps: int = 1) -> None:
+        super().__init__()
+        self.network, self.loss, self.optimizer_factory = network, loss, optimizer
+        self.temporal_weight, self.channels_last = temporal_weight, channels_last
+        self.nan_check_every_n_steps = nan_check_every_n_steps
+        self.save_hyperparameters({**(hparams or {}), "network": network.config})
+        self.register_buffer("style_image", style, persistent=False)
+        self._last_time: float | None = None
+        if channels_last:
+            self.network.to(memory_format=torch.channels_last)
+
+    def on_fit_start(self) -> None:
+        self.loss.set_style(self.style_image)
+
+    def on_validation_start(self) -> None:
+        if not hasattr(self.loss, f"gram_{next(iter(self.loss.style_layers))}"):
+            self.loss.set_style(self.style_image)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.network(x)
+
+    def _losses(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self(batch)
+        terms = self.loss(out, batch)
+        if self.temporal_weight > 0:
+            terms["temporal"] = self.temporal_weight * temporal_loss(self, batch, out)
+            terms["total"] = terms["total"] + terms["temporal"]
+        return terms
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        terms = self._losses(batch)
+        # A sync per check; a NaN must stop the run before a checkpoint stores broken weights.
+        if self.global_step % self.nan_check_every_n_steps == 0 and not torch.isfinite(terms["total"]):
+            raise FastNSTError(f"the loss became {terms['total'].item()} at step {self.global_step}; "
+                               "lower the learning rate or loss weights and resume from the last checkpoint")
+        self.log("loss/total", terms["total"].detach(), prog_bar=True, on_step=True, on_epoch=False)
+        self.log_dict({f"loss/{k}": v.detach() for k, v in terms.items() if k != "total"},
+                      on_step=True, on_epoch=False)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return terms["total"]
+
+    def on_train_batch_end(self, outputs: Any, batch: torch.Tensor, batch_idx: int) -> None:
+        # Wall time between consecutive steps, so data loading is counted too.
+        now = time.perf_counter()
+        if self._last_time is not None:
+            images = batch.shape[0] * self.trainer.world_size
+            self.log("perf/images_per_sec", images / (now - self._last_time), on_step=True, on_epoch=False)
+        self._last_time = now
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        terms = self._losses(batch)
+        self.log_dict({f"val/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
+                      batch_size=batch.shape[0])
+        if batch_idx == 0 and hasattr(self.logger, "experiment") and hasattr(self.logger.experiment, "add_image"):
+            out = self(batch).clamp(0, 1).float()
+            pairs = torch.stack([batch.float(), out], dim=1).flatten(0, 1)  # content | stylized, per row
+            self.logger.experiment.add_image("samples", make_grid(pairs, nrow=2, padding=2), self.global_step)
+        self._last_time = None  # validation time is not training throughput
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.network.parameters())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The VGG weights are config, not training state: keep checkpoints small.
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("loss.")}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"].update({f"loss.{k}": v for k, v in self.loss.state_dict().items()})

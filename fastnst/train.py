@@ -1,0 +1,134 @@
+"""Training entry: builds everything from the Hydra config and runs Lightning. Hydra stops here;
+everything below takes plain arguments."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from fastnst import sources
+from fastnst.data import StyleDataModule
+from fastnst.errors import FastNSTError
+from fastnst.images import load_rgb
+from fastnst.losses import PerceptualLoss
+from fastnst.modelfile import save_stylizer
+from fastnst.module import StyleTransferModule
+from fastnst.vgg import VGGFeatures
+
+log = logging.getLogger(__name__)
+
+
+def load_style(location: str, size: int) -> tuple[torch.Tensor, str]:
+    """The style image as (1, 3, H, W) with its long side resized to ``size``, and its sha256."""
+    path = sources.resolve(location)
+    image = load_rgb(path)
+    h, w = image.shape[-2:]
+    scale = size / max(h, w)
+    new = (max(1, round(h * scale)), max(1, round(w * scale)))
+    image = F.interpolate(image, size=new, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+    return image, sources.sha256_file(path)
+
+
+def build_loss(cfg: DictConfig, seed: int = 0) -> PerceptualLoss:
+    """The PerceptualLoss of a ``loss`` config group (shared by train.py and optimize.py)."""
+    layers = [*cfg.content_layers, *cfg.style_layers]
+    weights = str(cfg.vgg_weights)
+    if weights == "random":
+        warnings.warn("loss.vgg_weights=random: the loss network is randomly initialised, so results "
+                      "will NOT look like the style. Use the ImageNet weights for real runs.", stacklevel=1)
+        log.warning("RANDOM VGG WEIGHTS: results will not look like the style (tests and smoke runs only)")
+    vgg = VGGFeatures(cfg.vgg, layers, weights=weights, seed=seed)
+    return PerceptualLoss(vgg, dict(cfg.content_layers), dict(cfg.style_layers), cfg.content_weight,
+                          cfg.style_weight, cfg.tv_weight)
+
+
+def find_checkpoint(ckpt_path: str | None, run_dir: Path) -> Path | None:
+    """``last``: this run directory's ``last.ckpt``, else the newest one among its sibling runs
+    (the same style's earlier runs); a path: that file."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path != "last":
+        path = Path(ckpt_path).expanduser()
+        if not path.is_file():
+            raise FastNSTError(f"ckpt_path {path} does not exist")
+        return path
+    candidates = list(run_dir.glob("checkpoints/last.ckpt")) or list(run_dir.parent.glob("*/checkpoints/last.ckpt"))
+    if not candidates:
+        raise FastNSTError(f"ckpt_path=last, but no checkpoints/last.ckpt under {run_dir.parent}; "
+                           "start a fresh run without ckpt_path")
+    return max(candidates, key=lambda p: p.stat().st_mtime)
+
+
+def _precision(cfg: DictConfig) -> str:
+    if cfg.trainer.get("precision") is not None:
+        return str(cfg.trainer.precision)
+    on_gpu = torch.cuda.is_available() and cfg.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
+    return "bf16-mixed" if on_gpu else "32-true"
+
+
+def run(cfg: DictConfig) -> Path | None:
+    """Train one style as the config says; returns the path of the exported ``.safetensors``."""
+    L.seed_everything(cfg.seed, workers=True)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    resume = find_checkpoint(cfg.get("ckpt_path"), run_dir)
+    if resume is not None:
+        run_dir = resume.parent.parent  # keep writing the interrupted run's logs and checkpoints
+        log.info("resuming from %s", resume)
+
+    style, style_sha = load_style(cfg.style.image, cfg.style.size)
+    datamodule: StyleDataModule = instantiate(cfg.data)
+    datamodule.check()
+    loss = build_loss(cfg.loss, cfg.seed)
+    network = instantiate(cfg.model)
+    hparams: dict[str, Any] = {
+        "style_name": cfg.style.name, "style_image": str(cfg.style.image), "style_sha256": style_sha,
+        "style_size": cfg.style.size, "loss": loss.layers, "temporal_weight": cfg.loss.temporal_weight,
+        "image_size": cfg.data.image_size, "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    module = StyleTransferModule(network, loss, instantiate(cfg.optimizer), style, hparams,
+                                 temporal_weight=cfg.loss.temporal_weight, channels_last=cfg.channels_last,
+                                 nan_check_every_n_steps=cfg.nan_check_every_n_steps)
+    if cfg.compile:
+        module.network.compile()
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step}", save_last=True,
+                                  save_top_k=0, every_n_train_steps=cfg.checkpoint_every_n_steps)
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg["precision"] = _precision(cfg)
+    trainer: L.Trainer = instantiate(trainer_cfg, default_root_dir=str(run_dir), callbacks=[checkpoints],
+                                     logger=TensorBoardLogger(str(run_dir), name="tensorboard", version=""))
+    # The loss network is frozen in eval mode on purpose.
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    except (KeyboardInterrupt, SystemExit):
+        # Ctrl-C (Lightning turns it into SystemExit): still export what was trained.
+        _finish(module, trainer, datamodule, run_dir / f"{cfg.style.name}.safetensors", hparams)
+        raise
+    return _finish(module, trainer, datamodule, run_dir / f"{cfg.style.name}.safetensors", hparams)
+
+
+def _finish(module: StyleTransferModule, trainer: L.Trainer, datamodule: StyleDataModule, path: Path,
+            hparams: dict[str, Any]) -> Path | None:
+    """Export the stylizer (rank zero only) and print its path as the run's last line."""
+    if datamodule.skipped:
+        log.warning("%d unreadable training image(s) were skipped", datamodule.skipped)
+    if not trainer.is_global_zero or trainer.global_step == 0:
+        return None
+    if not all(torch.isfinite(p).all() for p in module.network.parameters()):
+        log.error("network weights are not finite; nothing exported (use the last checkpoint)")
+        return None
+    meta = {k: v for k, v in hparams.items() if k != "config"} | {"steps": trainer.global_step}
+    save_stylizer(module.network, path, meta)
+    print(path.resolve(), flush=True)
+    return path

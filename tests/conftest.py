@@ -1,0 +1,80 @@
+"""Shared fixtures. Every test runs on the CPU with small generated images and a randomly
+initialised VGG (seeded): no downloads, no pretrained weights, so losses are not perceptual."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+SHARED = ROOT.parent / "shared" / "assets"
+
+
+def make_image(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0, mode: str = "RGB") -> Path:
+    """A deterministic picture with smooth gradients and a few blocks, saved by extension."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    arr = np.stack([xx / max(w - 1, 1), yy / max(h - 1, 1), 0.5 + 0.5 * np.sin(xx / 5 + seed)], -1)
+    for _ in range(3):
+        x0, y0 = rng.integers(0, w // 2), rng.integers(0, h // 2)
+        arr[y0:y0 + h // 3, x0:x0 + w // 3] = rng.random(3)
+    img = Image.fromarray((arr * 255).astype(np.uint8), "RGB")
+    if mode != "RGB":
+        img = img.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    root = tmp_path / "photos"
+    for i in range(8):
+        make_image(root / ("sub" if i % 2 else "") / f"img{i}.{'png' if i % 3 else 'jpg'}", (56, 48), seed=i)
+    return root
+
+
+@pytest.fixture
+def style_path(tmp_path: Path) -> Path:
+    return make_image(tmp_path / "style.jpg", (64, 48), seed=99)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def compose_train(overrides: list[str], run_dir: Path, config_name: str = "train") -> DictConfig:
+    """Compose the real config with the overrides, as `python train.py` would, and register it
+    as the current Hydra run (so run() finds its output directory)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def tiny_train_overrides(style: Path, data: Path | None = None, steps: int = 4) -> list[str]:
+    """A real training config shrunk to seconds: 32 px crops, the small network, random VGG."""
+    data_args = [f"data.root={data}", "data.synthetic=false", "data.num_workers=0"] if data else ["data=synthetic", "data.synthetic_length=16"]
+    return [
+        "experiment=smoke", f"style.image={style}", "style.size=32", *data_args,
+        "data.image_size=32", "data.batch_size=2", "data.num_val=2",
+        f"trainer.max_steps={steps}", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
+        "trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",
+        "checkpoint_every_n_steps=2",
+    ]

@@ -1,0 +1,51 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from conftest import CONF, ROOT, compose_train
+
+STYLES = sorted(p.stem for p in (CONF / "style").glob("*.yaml"))
+
+
+def test_all_promised_styles_exist() -> None:
+    assert set(STYLES) >= {"starry_night", "the_scream", "great_wave", "composition_vii", "shipwreck",
+                           "udnie", "la_grande_jatte", "woman_with_hat", "custom"}
+
+
+@pytest.mark.parametrize("style", [s for s in STYLES if s != "custom"])
+def test_every_style_composes_with_weights_and_a_source(style: str, tmp_path: Path) -> None:
+    cfg = compose_train([f"style={style}"], tmp_path)
+    assert cfg.style.name == style
+    assert str(cfg.style.image).startswith("https://")
+    assert cfg.loss.style_weight > 0 and cfg.loss.content_weight > 0 and cfg.style.size >= 128
+
+
+def test_custom_style_takes_any_image(tmp_path: Path) -> None:
+    cfg = compose_train(["style=custom", "style.image=my.jpg"], tmp_path)
+    assert cfg.style.image == "my.jpg"
+
+
+@pytest.mark.parametrize("override", ["model=johnson", "model=johnson_small", "loss=gatys", "trainer=ddp",
+                                      "trainer=cpu", "data=synthetic", "experiment=smoke"])
+def test_groups_compose(override: str, tmp_path: Path) -> None:
+    cfg = compose_train([override], tmp_path)
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+
+
+def test_model_group_builds_the_network(tmp_path: Path) -> None:
+    cfg = compose_train(["model=johnson_small"], tmp_path)
+    assert instantiate(cfg.model).channels == 16
+
+
+def test_gatys_loss_uses_vgg19_layers(tmp_path: Path) -> None:
+    cfg = compose_train(["loss=gatys"], tmp_path)
+    assert cfg.loss.vgg == "vgg19" and list(cfg.loss.content_layers) == ["relu4_2"]
+
+
+def test_unknown_style_is_a_one_line_error() -> None:
+    proc = subprocess.run([sys.executable, "train.py", "style=nope"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "unknown style 'nope'" in proc.stderr

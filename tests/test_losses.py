@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from fastnst.losses import PerceptualLoss, gram_matrix, total_variation
+from fastnst.vgg import VGGFeatures
+
+STYLE_LAYERS = {"relu1_2": 1.0, "relu2_2": 0.5, "relu3_3": 1.0}
+
+
+@pytest.fixture(scope="module")
+def vgg() -> VGGFeatures:
+    # Random (seeded) weights: no download; enough to test the arithmetic, not the look.
+    return VGGFeatures("vgg16", ["relu2_2", *STYLE_LAYERS], weights="random", seed=0)
+
+
+def make_loss(vgg: VGGFeatures, **kw: float) -> PerceptualLoss:
+    return PerceptualLoss(vgg, {"relu2_2": 1.0}, STYLE_LAYERS, **{"style_weight": 10.0, "tv_weight": 0.1, **kw})
+
+
+def test_gram_matches_the_direct_formula() -> None:
+    f = torch.randn(2, 3, 4, 5)
+    expected = torch.empty(2, 3, 3)
+    for n in range(2):
+        for i in range(3):
+            for j in range(3):
+                expected[n, i, j] = (f[n, i] * f[n, j]).sum() / (3 * 4 * 5)
+    torch.testing.assert_close(gram_matrix(f), expected)
+
+
+def test_gram_stays_fp32_under_bf16_autocast() -> None:
+    f = torch.randn(1, 8, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        g = gram_matrix(f.bfloat16())
+    assert g.dtype == torch.float32
+
+
+def test_total_variation_is_zero_for_a_flat_image_and_positive_for_noise() -> None:
+    assert total_variation(torch.full((1, 3, 8, 8), 0.3)) == 0
+    assert total_variation(torch.rand(1, 3, 8, 8)) > 0
+
+
+def test_identical_images_give_zero_content_and_style_loss(vgg: VGGFeatures) -> None:
+    loss = make_loss(vgg)
+    x = torch.rand(1, 3, 32, 32)
+    loss.set_style(x)
+    terms = loss(x, x)
+    assert terms["content"] == 0 and terms["style"] == 0
+    assert terms["total"] == terms["tv"] > 0
+
+
+def test_different_images_give_positive_losses(vgg: VGGFeatures) -> None:
+    loss = make_loss(vgg)
+    loss.set_style(torch.rand(1, 3, 40, 24))
+    terms = loss(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32))
+    assert terms["content"] > 0 and terms["style"] > 0
+    assert set(terms) >= {"total", "content", "style", "tv", *(f"style/{n}" for n in STYLE_LAYERS)}
+    torch.testing.assert_close(terms["style"], sum(terms[f"style/{n}"] for n in STYLE_LAYERS))
+
+
+def test_style_targets_stay_out_of_the_state_dict(vgg: VGGFeatures) -> None:
+    loss = make_loss(vgg)
+    loss.set_style(torch.rand(1, 3, 32, 32))
+    assert hasattr(loss, "gram_relu1_2")
+    assert not any("gram" in k for k in loss.state_dict())
+
+
+def test_style_grams_are_computed_once_not_per_batch_item(vgg: VGGFeatures) -> None:
+    loss = make_loss(vgg)
+    loss.set_style(torch.rand(1, 3, 32, 32))
+    assert loss.gram_relu1_2.shape[0] == 1  # broadcast over the batch, never repeated
+
+
+def test_content_targets_stop_at_the_deepest_content_layer(vgg: VGGFeatures) -> None:
+    calls = []
+    hooks = [m.register_forward_hook(lambda *_: calls.append(1)) for m in vgg.features]
+    make_loss(vgg).content_targets(torch.rand(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    assert len(calls) == vgg.names.index("relu2_2") + 1 < len(vgg.features)
+
+
+def test_loss_is_differentiable_with_respect_to_the_output(vgg: VGGFeatures) -> None:
+    loss = make_loss(vgg)
+    loss.set_style(torch.rand(1, 3, 32, 32))
+    out = torch.rand(1, 3, 32, 32, requires_grad=True)
+    loss(out, torch.rand(1, 3, 32, 32))["total"].backward()
+    assert out.grad is not None and out.grad.abs().sum() > 0
+    assert all(p.grad is None for p in vgg.parameters())

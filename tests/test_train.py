@@ -1,0 +1,129 @@
+"""Real Hydra-composed training runs, shrunk to a few 32 px steps on the CPU with a random VGG."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import compose_train, make_image, tiny_train_overrides
+from fastnst.errors import FastNSTError
+from fastnst.modelfile import load_network, read_metadata
+from fastnst.train import run
+
+
+def test_training_writes_tensorboard_checkpoints_and_a_stylizer(style_path: Path, tmp_path: Path) -> None:
+    cfg = compose_train(tiny_train_overrides(style_path, steps=4), tmp_path / "run")
+    path = run(cfg)
+    assert path == tmp_path / "run" / "starry_night.safetensors"
+    meta = read_metadata(path)
+    assert meta["steps"] == 4 and meta["style_name"] == "starry_night"
+    assert meta["network"] == {"channels": 16, "num_residual": 5}
+    assert meta["loss"]["vgg_weights"] == "random" and len(meta["style_sha256"]) == 64
+    network, _ = load_network(path)
+    assert network(torch.rand(1, 3, 20, 30)).shape == (1, 3, 20, 30)
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"loss/total", "loss/content", "loss/style", "loss/tv", "lr", "perf/images_per_sec"} <= scalars
+    assert {f"loss/style/{n}" for n in ("relu1_2", "relu2_2", "relu3_3", "relu4_3")} <= scalars
+    assert "val/total" in scalars and "samples" in events.Tags()["images"]
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_checkpoints_leave_out_the_loss_network(style_path: Path, tmp_path: Path) -> None:
+    run(compose_train(tiny_train_overrides(style_path, steps=2), tmp_path / "run"))
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    keys = ckpt["state_dict"].keys()
+    assert any(k.startswith("network.") for k in keys) and not any(k.startswith("loss.") for k in keys)
+
+
+class Crash(Callback):
+    """Stands in for a killed process: dies after the step-2 checkpoint was written."""
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:  # noqa: ANN001
+        if trainer.global_step == 3:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_after_a_crash_ends_at_max_steps(style_path: Path, tmp_path: Path, monkeypatch) -> None:
+    import lightning.pytorch as pl
+
+    original = pl.Trainer.__init__
+
+    def with_crash(self, *args, callbacks=None, **kwargs):  # noqa: ANN001, ANN202
+        original(self, *args, callbacks=[*(callbacks or []), Crash()], **kwargs)
+
+    monkeypatch.setattr(pl.Trainer, "__init__", with_crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(compose_train(tiny_train_overrides(style_path, steps=6), tmp_path / "a"))
+    assert torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert not (tmp_path / "a" / "starry_night.safetensors").exists()  # a crash exports nothing half-done
+    monkeypatch.setattr(pl.Trainer, "__init__", original)
+
+    # A new run directory beside the old one, as `python train.py ... ckpt_path=last` makes.
+    path = run(compose_train([*tiny_train_overrides(style_path, steps=6), "ckpt_path=last"], tmp_path / "b"))
+    assert path == tmp_path / "a" / "starry_night.safetensors"  # continues the interrupted run
+    assert read_metadata(path)["steps"] == 6
+
+
+def test_ckpt_last_without_a_checkpoint_is_a_clear_error(style_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(FastNSTError, match="no checkpoints/last.ckpt"):
+        run(compose_train([*tiny_train_overrides(style_path), "ckpt_path=last"], tmp_path / "run"))
+
+
+def test_a_corrupt_image_in_the_data_is_skipped(style_path: Path, image_folder: Path, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    (image_folder / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    (image_folder / "zz_truncated.png").write_bytes(make_image(tmp_path / "t.png").read_bytes()[:60])
+    # 8 good + 2 bad images, 2 held out, batch 4: 6 steps see every training file at least once.
+    cfg = compose_train([*tiny_train_overrides(style_path, image_folder, steps=6), "data.batch_size=4"], tmp_path / "r")
+    assert read_metadata(run(cfg))["steps"] == 6
+    skipped = [r.getMessage() for r in caplog.records if "skipping unreadable" in r.getMessage()]
+    assert any("zz_broken.jpg" in m for m in skipped) and any("zz_truncated.png" in m for m in skipped)
+    assert any("unreadable training image(s) were skipped" in r.getMessage() for r in caplog.records)
+
+
+def test_train_py_smoke_prints_the_stylizer_path_last(style_path: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    args = [sys.executable, "train.py", "experiment=smoke", f"style.image={style_path}", "trainer.max_steps=3",
+            f"hydra.run.dir={tmp_path / 'run'}", "trainer.enable_progress_bar=false"]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = Path(proc.stdout.strip().splitlines()[-1])
+    assert last == (tmp_path / "run" / "starry_night.safetensors").resolve() and last.is_file()
+    assert "RANDOM VGG WEIGHTS" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "unreadable"])
+def test_bad_data_root_fails_before_training(case: str, style_path: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    if case != "missing":
+        root.mkdir()
+    if case == "unreadable":
+        (root / "a.jpg").write_text("not an image")
+    with pytest.raises(FastNSTError, match="data.root"):
+        run(compose_train(tiny_train_overrides(style_path, root), tmp_path / "run"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("content", [None, b"", b"GIF89a garbage"])
+def test_bad_style_image_is_a_clear_error(content: bytes | None, tmp_path: Path) -> None:
+    style = tmp_path / "style.jpg"
+    if content is not None:
+        style.write_bytes(content)
+    with pytest.raises(FastNSTError, match="style.jpg"):
+        run(compose_train(tiny_train_overrides(style), tmp_path / "run"))
+
+
+def test_a_nan_loss_stops_the_run_and_names_the_step(style_path: Path, tmp_path: Path) -> None:
+    cfg = compose_train([*tiny_train_overrides(style_path, steps=4), "optimizer.lr=1e30"], tmp_path / "run")
+    with pytest.raises(FastNSTError, match=r"at step \d+"):
+        run(cfg)
+    assert not (tmp_path / "run" / "starry_night.safetensors").exists()

@@ -1,0 +1,20 @@
+"""python train.py style=starry_night — see README.md and conf/train.yaml."""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from fastnst.hydra_entry import check_group_choices, guarded
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    from fastnst.train import run  # imported here so `--help` and bad overrides answer fast
+
+    guarded(run, cfg)
+
+
+if __name__ == "__main__":
+    check_group_choices(sys.argv[1:], ("style", "model", "loss", "optimizer", "data", "trainer", "experiment"))
+    main()
