@@ -1,0 +1,254 @@
+"""The ``fastnst`` command: stylize images, folders and videos; inspect and export models.
+
+Plain argparse (Hydra stays in training). Errors are one line on stderr with a non-zero exit:
+2 when nothing could be done (bad model, bad option), 1 when some inputs of a batch failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastnst.errors import FastNSTError
+from fastnst.images import IMAGE_EXTENSIONS
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif"})
+STDIO = Path("-")
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    target: Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return args.func(args)
+    except FastNSTError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastnst", description="Fast neural style transfer.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    s = sub.add_parser("stylize", help="stylize images, folders or videos",
+                       description="Stylize images, folders, globs or videos ('-' reads stdin, writes stdout).")
+    s.add_argument("inputs", nargs="+", metavar="INPUT")
+    s.add_argument("-m", "--model", type=Path, required=True, help=".safetensors stylizer or Lightning .ckpt")
+    s.add_argument("-o", "--output", type=Path, help="output file (one input) or folder (several)")
+    s.add_argument("-r", "--recursive", action="store_true", help="search folders recursively")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    s.add_argument("--max-size", type=int, help="downscale so the long side is at most this (px)")
+    s.add_argument("--scale", type=float, default=1.0, help="run the network at this factor of the size "
+                   "and resize back: below 1 gives larger strokes (default 1)")
+    s.add_argument("--strength", type=float, default=1.0, help="0 keeps the photo, 1 full style (default 1)")
+    s.add_argument("--preserve-color", action="store_true", help="keep the photo's colours")
+    s.add_argument("--tile", type=int, help="process in tiles of this side (px); automatic when needed")
+    s.add_argument("--overlap", type=int, default=64, help="tile overlap, feathered (px, default 64)")
+    s.add_argument("--batch-size", type=int, default=1, help="images of one size per forward pass")
+    s.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    s.add_argument("--codec", default=None, help="video codec (default libx264 for mp4/mov/mkv)")
+    s.add_argument("--crf", type=int, default=None, help="video quality: lower is better (x264 default 18)")
+    s.add_argument("--temporal-blend", type=float, default=0.0,
+                   help="video: blend each stylized frame with the previous one (0..0.9) to cut flicker")
+    s.set_defaults(func=cmd_stylize)
+
+    i = sub.add_parser("info", help="describe a model file")
+    i.add_argument("model", type=Path)
+    i.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    i.set_defaults(func=cmd_info)
+
+    e = sub.add_parser("export", help="export a model to ONNX or TorchScript")
+    e.add_argument("model", type=Path)
+    e.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
+    e.add_argument("-o", "--output", type=Path)
+    e.set_defaults(func=cmd_export)
+    return parser
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from fastnst.modelfile import load_network
+
+    network, meta = load_network(args.model)
+    meta["parameters"] = sum(p.numel() for p in network.parameters())
+    if args.json:
+        print(json.dumps(meta, indent=2))
+        return 0
+    loss = meta.get("loss", {})
+    rows = [("style", meta.get("style_name")), ("style image sha256", meta.get("style_sha256")),
+            ("network", f"TransformerNet {meta['network']}, {meta['parameters']:,} parameters"),
+            ("steps trained", meta.get("steps")), ("training crop", meta.get("image_size")),
+            ("loss", f"{loss.get('vgg')} ({loss.get('vgg_weights')} weights), content "
+                     f"{loss.get('content_weight')}×{list(loss.get('content_layers', {}))}, style "
+                     f"{loss.get('style_weight')}×{list(loss.get('style_layers', {}))}, tv {loss.get('tv_weight')}"),
+            ("temporal weight", meta.get("temporal_weight")), ("fastnst version", meta.get("fastnst_version"))]
+    for key, value in rows:
+        print(f"{key:>20}: {value}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from fastnst.export import export
+
+    print(export(args.model, args.format, args.output))
+    return 0
+
+
+def _expand(raw: str, recursive: bool) -> list[Path]:
+    """One INPUT argument -> media files. Raises FastNSTError when it names nothing usable."""
+    if raw == "-":
+        return [STDIO]
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        pattern = "**/*" if recursive else "*"
+        files = sorted(p for p in path.glob(pattern)
+                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
+        if not files:
+            hint = "" if recursive else " (add -r to search subfolders)"
+            raise FastNSTError(f"{path}: no images or videos in this folder{hint}")
+        return files
+    if path.exists():
+        return [path]
+    if glob.has_magic(raw):
+        files = sorted(Path(p) for p in glob.glob(raw, recursive=True) if Path(p).is_file())
+        if files:
+            return files
+        raise FastNSTError(f"{raw}: the pattern matches no file")
+    raise FastNSTError(f"{raw}: no such file or folder")
+
+
+def plan(inputs: list[str], output: Path | None, recursive: bool, style: str) -> tuple[list[Job], list[str]]:
+    """Map inputs to outputs. Next to the input as <stem>_<style><ext> by default; into ``output``
+    (a file for one input, else a folder that mirrors input folders)."""
+    jobs, failures = [], []
+    expanded: list[tuple[Path, Path | None]] = []  # (file, the folder it was found in)
+    for raw in inputs:
+        try:
+            base = Path(raw).expanduser()
+            expanded += [(f, base if base.is_dir() else None) for f in _expand(raw, recursive)]
+        except FastNSTError as err:
+            failures.append(str(err))
+    single = len(expanded) == 1 and len(inputs) == 1
+    for src, folder in expanded:
+        if src == STDIO:
+            jobs.append(Job(src, output or STDIO))
+            continue
+        name = f"{src.stem}_{style}{src.suffix}"
+        if output is None:
+            target = src.with_name(name)
+        elif single and not output.is_dir() and output.suffix:
+            target = output
+        else:
+            relative = src.relative_to(folder).with_name(name) if folder else Path(name)
+            target = output / relative
+        jobs.append(Job(src, target))
+    return jobs, failures
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from fastnst.stylize import StylizeOptions, Stylizer
+
+    options = StylizeOptions(max_size=args.max_size, scale=args.scale, strength=args.strength,
+                             preserve_color=args.preserve_color, tile=args.tile, overlap=args.overlap)
+    if args.batch_size < 1:
+        raise FastNSTError("--batch-size must be at least 1")
+    stylizer = Stylizer.from_file(args.model, args.device, args.precision)
+    jobs, failures = plan(args.inputs, args.output, args.recursive, stylizer.style_name)
+    total = len(jobs) + len(failures)
+    images = [j for j in jobs if j.source.suffix.lower() not in VIDEO_EXTENSIONS]
+    videos = [j for j in jobs if j.source.suffix.lower() in VIDEO_EXTENSIONS]
+    bar = tqdm(total=len(images), unit="image", disable=len(images) < 2, file=sys.stderr)
+    for batch in _batches(images, args.batch_size):
+        failures += _stylize_images(stylizer, batch, options, args.quality)
+        bar.update(len(batch))
+    bar.close()
+    for job in videos:
+        from fastnst.video import VideoOptions, stylize_video
+
+        try:
+            job.target.parent.mkdir(parents=True, exist_ok=True)
+            stylize_video(stylizer, job.source, job.target, options,
+                          VideoOptions(codec=args.codec, crf=args.crf, batch_size=max(args.batch_size, 4),
+                                       temporal_blend=args.temporal_blend))
+            _report(job.target)
+        except FastNSTError as err:
+            failures.append(str(err))
+    for message in failures:
+        print(f"error: {message}", file=sys.stderr)
+    if failures and total > 1:
+        print(f"{len(failures)} of {total} inputs failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _batches(jobs: list[Job], size: int) -> Iterator[list[Job]]:
+    for start in range(0, len(jobs), size):
+        yield jobs[start:start + size]
+
+
+def _stylize_images(stylizer: object, batch: list[Job], options: object, quality: int) -> list[str]:
+    from PIL import Image
+
+    from fastnst.images import open_image, save_image
+
+    failures, loaded = [], []
+    for job in batch:
+        try:
+            if job.source == STDIO:
+                data = sys.stdin.buffer.read()
+                if not data:
+                    raise FastNSTError("stdin: no image data")
+                try:
+                    img = Image.open(io.BytesIO(data))
+                    img.load()
+                except Exception:
+                    raise FastNSTError("stdin: not an image Pillow can read") from None
+                loaded.append((job, img))
+            else:
+                loaded.append((job, open_image(job.source)))
+        except FastNSTError as err:
+            failures.append(str(err))
+    if not loaded:
+        return failures
+    results = stylizer.stylize_many([img for _, img in loaded], options)  # type: ignore[attr-defined]
+    for (job, src), out in zip(loaded, results):
+        try:
+            if job.target == STDIO:
+                fmt = src.format or "PNG"
+                out = out.convert("RGB") if fmt == "JPEG" else out
+                out.save(sys.stdout.buffer, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+                sys.stdout.buffer.flush()
+            else:
+                job.target.parent.mkdir(parents=True, exist_ok=True)
+                save_image(out, job.target, quality=quality)
+                _report(job.target)
+        except (FastNSTError, OSError) as err:
+            failures.append(str(err) if isinstance(err, FastNSTError) else f"cannot write {job.target}: {err}")
+    return failures
+
+
+def _report(path: Path) -> None:
+    print(path, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Export a stylizer for runtimes without fastnst: ONNX (dynamic batch, height and width) or
+TorchScript. Both take and return (N, 3, H, W) RGB float in [0, 1] (outputs unclamped), H, W >= 5."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from fastnst.errors import FastNSTError
+from fastnst.images import atomic_path
+from fastnst.modelfile import load_network
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+def export(model: Path, fmt: str, output: Path | None = None, opset: int = 17) -> Path:
+    """Write ``model`` in ``fmt`` to ``output`` (default: beside the model) and return the path."""
+    if fmt not in FORMATS:
+        raise FastNSTError(f"unknown export format {fmt!r}; choose {', '.join(FORMATS)}")
+    network, _ = load_network(model)
+    output = output or model.with_suffix(FORMATS[fmt])
+    example = torch.rand(1, 3, 64, 64)
+    with warnings.catch_warnings(), atomic_path(output) as tmp:
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
+        if fmt == "onnx":
+            axes = {0: "batch", 2: "height", 3: "width"}
+            # The TorchScript-based exporter handles the size-dependent resize with dynamic axes.
+            torch.onnx.export(network, (example,), str(tmp), input_names=["image"], output_names=["stylized"],
+                              dynamic_axes={"image": axes, "stylized": axes}, opset_version=opset, dynamo=False)
+        else:
+            with torch.inference_mode(False), torch.no_grad():
+                torch.jit.save(torch.jit.trace(network, example), str(tmp))
+    return output

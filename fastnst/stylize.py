@@ -1,0 +1,193 @@
+"""Inference: ``Stylizer.from_file(path).stylize(pil_image) -> PIL.Image``.
+
+No Lightning or Hydra on this path: the CLI must start fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from fastnst.color import blend, preserve_color
+from fastnst.errors import FastNSTError
+from fastnst.images import split_alpha, to_pil, to_tensor
+from fastnst.modelfile import load_network
+from fastnst.tiling import fixed_norm_stats, measure_norm_stats, run_tiled
+from fastnst.transformer import TransformerNet
+
+log = logging.getLogger(__name__)
+
+# Peak bytes per pixel of an untiled fp32 forward pass of `johnson` (measured with
+# scripts/measure_memory.py: activations of 32/64/128 channels plus conv workspace), scaled by width.
+BYTES_PER_PIXEL_JOHNSON = 900
+STATS_SIZE = 1024  # long side of the pass that measures instance-norm statistics for tiling
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise FastNSTError("--device cuda: no CUDA GPU is available here (use --device cpu)")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise FastNSTError("--device mps: Apple's Metal backend is not available here (use --device cpu)")
+    if device not in ("cpu", "cuda", "mps"):
+        raise FastNSTError(f"unknown device {device!r}; choose auto, cpu, cuda or mps")
+    return torch.device(device)
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision == "auto":
+        return {"cuda": torch.bfloat16, "mps": torch.float16}.get(device.type, torch.float32)
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision not in dtypes:
+        raise FastNSTError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16")
+    if precision == "fp16" and device.type == "cpu":
+        raise FastNSTError("--precision fp16 is not supported on the CPU; use fp32 or bf16")
+    return dtypes[precision]
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for activations on ``device`` (a conservative guess where unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return 4 << 30
+
+
+@dataclass(frozen=True)
+class StylizeOptions:
+    """How to stylize. ``max_size``: long side of the output (downscale only). ``scale``: run the
+    network at this factor of the output size and resize back (< 1: larger strokes).
+    ``strength``: 0 returns the input, 1 the full stylization. ``tile``: tile side in px (None: tile
+    automatically only when the image would not fit in memory)."""
+
+    max_size: int | None = None
+    scale: float = 1.0
+    strength: float = 1.0
+    preserve_color: bool = False
+    tile: int | None = None
+    overlap: int = 64
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.strength <= 1:
+            raise FastNSTError(f"--strength must be between 0 and 1, got {self.strength}")
+        if self.scale <= 0:
+            raise FastNSTError(f"--scale must be positive, got {self.scale}")
+        if self.max_size is not None and self.max_size < 8:
+            raise FastNSTError(f"--max-size must be at least 8 px, got {self.max_size}")
+        if self.tile is not None and (self.tile < 32 or self.overlap < 0 or self.overlap >= self.tile):
+            raise FastNSTError("--tile must be at least 32 px and --overlap between 0 and the tile size")
+
+
+class Stylizer:
+    """A trained network ready to stylize: loaded once, in eval mode, on its device."""
+
+    def __init__(self, network: TransformerNet, metadata: dict[str, Any] | None = None,
+                 device: str = "auto", precision: str = "auto") -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(precision, self.device)
+        self.network = network.eval().requires_grad_(False).to(self.device, self.dtype)
+        self.metadata = metadata or {}
+        self.style_name = str(self.metadata.get("style_name", "styled"))
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # frames of one size: autotune once
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], device: str = "auto", precision: str = "auto") -> Stylizer:
+        network, meta = load_network(Path(path))
+        return cls(network, meta, device, precision)
+
+    @torch.inference_mode()
+    def stylize_tensor(self, x: torch.Tensor, options: StylizeOptions = StylizeOptions()) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] on any device -> (N, 3, H, W) float32 in [0, 1] on the same device."""
+        if options.strength == 0:
+            return x.float()
+        h, w = x.shape[-2:]
+        net_size = (max(1, round(h * options.scale)), max(1, round(w * options.scale)))
+        inp = _resize(x, net_size) if net_size != (h, w) else x
+        tile = options.tile or self._auto_tile(net_size, x.shape[0])
+        if tile is not None and max(net_size) > tile:
+            y = torch.cat([self._run_tiled(inp[i:i + 1], tile, options.overlap) for i in range(x.shape[0])])
+        else:
+            y = self.network(inp.to(self.device, self.dtype, non_blocking=True)).float().to(x.device)
+        y = y.clamp(0, 1)
+        if net_size != (h, w):
+            y = _resize(y, (h, w)).clamp(0, 1)
+        x = x.float()
+        if options.preserve_color:
+            y = preserve_color(y, x)
+        return blend(y, x, options.strength)
+
+    def _auto_tile(self, size: tuple[int, int], batch: int) -> int | None:
+        width = self.network.channels / 32
+        need = size[0] * size[1] * batch * BYTES_PER_PIXEL_JOHNSON * width * self.dtype.itemsize / 4
+        if need < 0.5 * available_memory(self.device):
+            return None
+        log.info("image too large to run whole (%.1f GB needed): tiling at 1024 px", need / 1e9)
+        return 1024
+
+    def _run_tiled(self, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        factor = min(1.0, STATS_SIZE / max(h, w))
+        small = _resize(x, (max(8, round(h * factor)), max(8, round(w * factor)))) if factor < 1 else x
+        stats = measure_norm_stats(self.network, small.to(self.device, self.dtype))
+        with fixed_norm_stats(self.network, stats):
+            return run_tiled(self.network, x, tile, overlap, self.device, self.dtype)
+
+    def stylize(self, image: Image.Image, options: StylizeOptions | None = None, **kwargs: Any) -> Image.Image:
+        """Stylize a Pillow image of any mode; alpha is kept, the result is RGB(A).
+        Keyword arguments are ``StylizeOptions`` fields."""
+        return self.stylize_many([image], options, **kwargs)[0]
+
+    def stylize_many(self, images: list[Image.Image], options: StylizeOptions | None = None,
+                     **kwargs: Any) -> list[Image.Image]:
+        """Stylize several images; images of one size go through the network as one batch."""
+        options = options or StylizeOptions(**kwargs)
+        prepared = [self._prepare(img, options) for img in images]
+        results: list[Image.Image | None] = [None] * len(images)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, (x, _) in enumerate(prepared):
+            by_size.setdefault(tuple(x.shape[-2:]), []).append(i)
+        for indices in by_size.values():
+            y = self.stylize_tensor(torch.cat([prepared[i][0] for i in indices]), options)
+            for j, i in enumerate(indices):
+                results[i] = _finish(to_pil(y[j]), prepared[i][1])
+        return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _prepare(image: Image.Image, options: StylizeOptions) -> tuple[torch.Tensor, Image.Image | None]:
+        rgb, alpha = split_alpha(image)
+        x = to_tensor(rgb)
+        h, w = x.shape[-2:]
+        if options.max_size and max(h, w) > options.max_size:
+            f = options.max_size / max(h, w)
+            size = (max(1, round(h * f)), max(1, round(w * f)))
+            x = _resize(x, size).clamp(0, 1)
+            alpha = alpha.resize((size[1], size[0]), Image.Resampling.LANCZOS) if alpha else None
+        return x, alpha
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
+def _finish(rgb: Image.Image, alpha: Image.Image | None) -> Image.Image:
+    if alpha is None:
+        return rgb
+    rgb.putalpha(alpha)
+    return rgb

@@ -1,0 +1,181 @@
+"""The `fastnst` command end to end (in process through cli.main, plus one real subprocess)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import make_image
+from fastnst.cli import main
+from fastnst.modelfile import save_stylizer
+from fastnst.transformer import TransformerNet
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    torch.manual_seed(1)
+    return save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "toy.safetensors",
+                         {"style_name": "toy"})
+
+
+def run(*args: object) -> int:
+    return main(["stylize", *map(str, args)])
+
+
+def no_partials(folder: Path) -> bool:
+    return not any(".part" in p.name for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png", "webp", "bmp", "tiff"])
+def test_each_format_writes_stem_style_ext_next_to_the_input(model: Path, tmp_path: Path, ext: str) -> None:
+    src = make_image(tmp_path / f"photo.{ext}", (40, 30))
+    assert run(src, "--model", model, "--device", "cpu") == 0
+    out = Image.open(tmp_path / f"photo_toy.{ext}")
+    assert out.size == (40, 30)
+
+
+def test_output_file_for_one_input(model: Path, tmp_path: Path, capsys) -> None:
+    src = make_image(tmp_path / "a.png")
+    assert run(src, "--model", model, "-o", tmp_path / "out.jpg") == 0
+    assert Image.open(tmp_path / "out.jpg").format == "JPEG"
+    assert capsys.readouterr().out.strip() == str(tmp_path / "out.jpg")
+
+
+def test_folder_recursive_mirrors_into_the_output_folder(model: Path, image_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "styled"
+    assert run(image_folder, "-r", "--model", model, "-o", out, "--max-size", "32", "--batch-size", "3") == 0
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*"))
+    assert written == sorted(p.relative_to(image_folder).with_name(f"{p.stem}_toy{p.suffix}").as_posix()
+                             for p in image_folder.rglob("*.*"))
+    assert all(max(Image.open(p).size) == 32 for p in out.rglob("*.*"))
+
+
+def test_folder_without_recursion_says_how(model: Path, tmp_path: Path, capsys) -> None:
+    make_image(tmp_path / "f" / "sub" / "a.png")
+    assert run(tmp_path / "f", "--model", model) == 1
+    assert "add -r" in capsys.readouterr().err
+
+
+def test_glob_pattern(model: Path, tmp_path: Path) -> None:
+    for i in range(2):
+        make_image(tmp_path / f"g{i}.png", seed=i)
+    assert run(str(tmp_path / "g*.png"), "--model", model, "-o", tmp_path / "o") == 0
+    assert len(list((tmp_path / "o").glob("*.png"))) == 2
+
+
+def test_stdin_to_stdout(model: Path, tmp_path: Path) -> None:
+    src = make_image(tmp_path / "a.png", (24, 20))
+    proc = subprocess.run([sys.executable, "-m", "fastnst.cli", "stylize", "-", "--model", str(model)],
+                          input=src.read_bytes(), capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "out.png"
+    out.write_bytes(proc.stdout)
+    assert Image.open(out).size == (24, 20)
+
+
+def make_bad(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / f"{kind}.jpg"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("I am not a picture")
+    elif kind == "truncated_jpeg":
+        path.write_bytes(make_image(tmp_path / "t.jpg", (64, 64)).read_bytes()[:400])
+    elif kind == "truncated_png":
+        path = tmp_path / "truncated.png"
+        path.write_bytes(make_image(tmp_path / "t.png", (64, 64)).read_bytes()[:200])
+    elif kind == "bomb":
+        # A valid PNG header declaring 40000 x 40000 pixels: refused before decoding.
+        import struct
+        import zlib
+
+        ihdr = struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0)
+        chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))  # noqa: E731
+        path = tmp_path / "bomb.png"
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "text", "truncated_jpeg", "truncated_png", "bomb"])
+def test_bad_inputs_fail_with_one_line(model: Path, tmp_path: Path, capsys, kind: str) -> None:
+    path = make_bad(tmp_path, kind) if kind != "missing" else tmp_path / "nope.jpg"
+    assert run(path, "--model", model) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and err.count("\n") == 0 and path.name in err
+    assert no_partials(tmp_path)
+
+
+def test_a_batch_goes_on_past_failures_and_summarises(model: Path, tmp_path: Path, capsys) -> None:
+    good = [make_image(tmp_path / f"ok{i}.png", seed=i) for i in range(2)]
+    bad = make_bad(tmp_path, "text")
+    assert run(*good, bad, tmp_path / "missing.png", "--model", model, "-o", tmp_path / "out") == 1
+    assert len(list((tmp_path / "out").glob("*.png"))) == 2
+    err = capsys.readouterr().err
+    assert "2 of 4 inputs failed" in err and "text.jpg" in err and "missing.png" in err
+
+
+def test_cmyk_jpeg_is_converted(model: Path, tmp_path: Path) -> None:
+    src = make_image(tmp_path / "cmyk.jpg", mode="CMYK")
+    assert Image.open(src).mode == "CMYK"
+    assert run(src, "--model", model) == 0
+    assert Image.open(tmp_path / "cmyk_toy.jpg").mode == "RGB"
+
+
+def test_unwritable_output_leaves_nothing_behind(model: Path, tmp_path: Path, capsys) -> None:
+    src = make_image(tmp_path / "a.png")
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    assert run(src, "--model", model, "-o", blocker / "out.png") == 1
+    assert "error:" in capsys.readouterr().err
+    assert no_partials(tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", None])
+def test_bad_model_file_exits_2_with_one_line(tmp_path: Path, capsys, content: bytes | None) -> None:
+    model = tmp_path / "m.safetensors"
+    if content is not None:
+        model.write_bytes(content)
+    src = make_image(tmp_path / "a.png")
+    assert run(src, "--model", model) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert not (tmp_path / "a_toy.png").exists()
+
+
+def test_info_describes_the_model(model: Path, capsys) -> None:
+    assert main(["info", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "toy" in out and "parameters" in out
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_matches_pytorch_on_other_sizes(model: Path, tmp_path: Path, fmt: str) -> None:
+    from fastnst.modelfile import load_network
+
+    if fmt == "onnx":
+        ort = pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnx")
+    out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt")
+    assert main(["export", str(model), "--format", fmt, "-o", str(out)]) == 0
+    network, _ = load_network(model)
+    x = torch.rand(2, 3, 33, 47)  # not the export example's size: height and width are dynamic
+    with torch.no_grad():
+        expected = network(x).numpy()
+    if fmt == "onnx":
+        got = ort.InferenceSession(str(out)).run(None, {"image": x.numpy()})[0]
+    else:
+        got = torch.jit.load(str(out))(x).detach().numpy()
+    assert np.abs(got - expected).max() < 1e-4
+
+
+def test_the_installed_command_runs(model: Path, tmp_path: Path) -> None:
+    src = make_image(tmp_path / "a.png")
+    proc = subprocess.run([sys.executable, "-m", "fastnst.cli", "stylize", str(src), "--model", str(model),
+                           "--strength", "0.5", "--preserve-color", "--scale", "0.75"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "a_toy.png").is_file()
