@@ -1,0 +1,288 @@
+"""Video: streaming decode -> stylize in batches -> encode, with PyAV.
+
+Memory stays flat in clip length (one batch of frames in flight). Frame timestamps are copied, so
+frame count, frame rate (variable too) and duration are kept; rotation metadata is carried over;
+audio is copied without re-encoding where the output container can hold it, re-encoded otherwise.
+The output is written under a temporary name and renamed only when complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from fastnst.errors import FastNSTError
+from fastnst.images import atomic_path
+from fastnst.stylize import StylizeOptions, Stylizer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264",
+                  ".webm": "libvpx-vp9", ".avi": "mpeg4", ".gif": "gif"}
+FALLBACK_AUDIO = {".webm": "libopus", ".mkv": "aac", ".gif": None}
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """``codec``/``crf``: encoder and quality (None: per-container defaults, CRF 18 for x264).
+    ``batch_size``: frames per forward pass. ``temporal_blend``: 0..0.9, each output frame mixed
+    with the previous output (an inference-time flicker filter for networks trained without the
+    temporal loss; it trails on fast motion)."""
+
+    codec: str | None = None
+    crf: int | None = None
+    batch_size: int = 4
+    temporal_blend: float = 0.0
+
+
+@dataclass
+class VideoReport:
+    frames: int
+    expected_frames: int
+    audio: str  # "copied", "re-encoded" or "none"
+    size: tuple[int, int]
+
+
+def stylize_video(stylizer: Stylizer, src: Path, dst: Path, options: StylizeOptions = StylizeOptions(),
+                  video: VideoOptions = VideoOptions(), progress: bool = True) -> VideoReport:
+    """Stylize every frame of ``src`` into ``dst``; the container follows dst's extension."""
+    if not 0 <= video.temporal_blend <= 0.9:
+        raise FastNSTError(f"--temporal-blend must be between 0 and 0.9, got {video.temporal_blend}")
+    src_in = _open_input(src)
+    try:
+        with atomic_path(dst) as tmp:
+            report = _transcode(stylizer, src_in, src, tmp, dst.suffix.lower(), options, video, progress)
+    finally:
+        src_in.close()
+    lost = report.expected_frames - report.frames
+    if lost > 0:
+        print(f"warning: {src}: {lost} of {report.expected_frames} frames could not be decoded "
+              "(truncated?); stylized the rest", file=sys.stderr)
+    return report
+
+
+def _open_input(src: Path) -> av.container.InputContainer:
+    if not src.is_file():
+        raise FastNSTError(f"no such file: {src}")
+    if src.stat().st_size == 0:
+        raise FastNSTError(f"{src} is empty (0 bytes)")
+    try:
+        container = av.open(str(src))
+    except av.error.EOFError:
+        raise FastNSTError(f"{src} holds no frames (it ends before the first one)") from None
+    except (av.error.FFmpegError, UnicodeDecodeError) as err:
+        raise FastNSTError(f"{src} is not a video FFmpeg can read ({err.__class__.__name__})") from None
+    if not container.streams.video:
+        container.close()
+        raise FastNSTError(f"{src} has no video stream")
+    return container
+
+
+def _transcode(stylizer: Stylizer, inp: av.container.InputContainer, src: Path, tmp: Path, ext: str,
+               options: StylizeOptions, video: VideoOptions, progress: bool) -> VideoReport:
+    in_v = inp.streams.video[0]
+    in_v.thread_type = "AUTO"
+    in_a = inp.streams.audio[0] if inp.streams.audio else None
+    codec = video.codec or DEFAULT_CODECS.get(ext)
+    if codec is None:
+        raise FastNSTError(f"no default video codec for {ext!r} outputs; pass --codec")
+    try:
+        out = av.open(str(tmp), "w", format=_muxer(ext))
+    except (av.error.FFmpegError, ValueError) as err:
+        raise FastNSTError(f"cannot write a {ext} video ({err})") from None
+    try:
+        return _pipeline(stylizer, inp, in_v, in_a, out, codec, ext, src, options, video, progress)
+    finally:
+        out.close()
+
+
+def _muxer(ext: str) -> str | None:
+    return {".m4v": "mp4", ".mkv": "matroska"}.get(ext)
+
+
+def _pipeline(stylizer: Stylizer, inp: av.container.InputContainer, in_v: av.video.stream.VideoStream,
+              in_a: av.audio.stream.AudioStream | None, out: av.container.OutputContainer, codec: str, ext: str,
+              src: Path, options: StylizeOptions, video: VideoOptions, progress: bool) -> VideoReport:
+    supported = getattr(out, "supported_codecs", None)
+    if codec not in av.codecs_available:
+        raise FastNSTError(f"video codec {codec!r} is not available in this FFmpeg build")
+    if supported is not None and codec not in supported:
+        raise FastNSTError(f"a {ext} file cannot hold {codec!r} video; choose another --codec or extension")
+    expected = in_v.frames or 0
+    state = _EncoderState(stylizer, in_v, out, codec, options, video)
+    audio_out, audio_mode = _audio_stream(in_a, out, ext)
+    bar = tqdm(total=expected or None, unit="frame", disable=not progress, file=sys.stderr, desc=src.name)
+    streams = [s for s in (in_v, in_a if audio_out is not None else None) if s is not None]
+    decoded = 0
+    pending_audio: list[av.Packet] = []  # the header is written at the first mux: video stream first
+    packets = inp.demux(*streams)
+    try:
+        while True:
+            try:  # only reading and decoding may fail softly (a truncated file); encoding errors propagate
+                packet = next(packets)
+                frames = packet.decode() if packet.stream.type == "video" else []
+            except StopIteration:
+                break
+            except av.error.FFmpegError as err:
+                log.warning("%s: decoding stopped early (%s)", src, err)
+                break
+            if packet.stream.type == "audio":
+                pending_audio.append(packet)
+                if state.stream is not None:
+                    for p in pending_audio:
+                        _write_audio(p, audio_out, audio_mode, out)
+                    pending_audio.clear()
+                continue
+            for frame in frames:
+                state.push(frame)
+                decoded += 1
+                bar.update(1)
+    finally:
+        bar.close()
+    if decoded == 0:
+        raise FastNSTError(f"{src}: no video frame could be decoded")
+    state.flush()
+    for p in pending_audio:
+        _write_audio(p, audio_out, audio_mode, out)
+    if audio_mode == "re-encoded":
+        for pkt in audio_out.encode(None):
+            out.mux(pkt)
+    return VideoReport(decoded, max(expected, decoded) if expected else decoded, audio_mode, state.size)
+
+
+def _audio_stream(in_a: av.audio.stream.AudioStream | None, out: av.container.OutputContainer,
+                  ext: str) -> tuple[av.stream.Stream | None, str]:
+    if in_a is None:
+        return None, "none"
+    supported = getattr(out, "supported_codecs", None)
+    if supported is None or in_a.codec_context.name in supported:
+        stream = out.add_stream_from_template(in_a)
+        stream.time_base = in_a.time_base  # unset, the muxer divides by zero
+        return stream, "copied"
+    fallback = FALLBACK_AUDIO.get(ext, "aac")
+    if fallback is None:
+        log.warning("%s files hold no audio: the audio track is dropped", ext)
+        return None, "none"
+    # Opus only takes 48 kHz; PyAV resamples the decoded frames to what the encoder is given.
+    rate = 48000 if fallback == "libopus" else in_a.codec_context.sample_rate or 48000
+    stream = out.add_stream(fallback, rate=rate)
+    stream.layout = in_a.codec_context.layout
+    return stream, "re-encoded"
+
+
+def _write_audio(packet: av.Packet, stream: av.stream.Stream, mode: str, out: av.container.OutputContainer) -> None:
+    if mode == "copied":
+        if packet.dts is None:  # the demuxer's final flush packet
+            return
+        packet.stream = stream
+        out.mux(packet)
+        return
+    for frame in packet.decode():
+        frame.pts = None  # let the encoder count samples; the input's frame sizes may differ
+        for pkt in stream.encode(frame):
+            out.mux(pkt)
+
+
+class _EncoderState:
+    """Buffers decoded frames into batches, stylizes them and encodes the results in order."""
+
+    def __init__(self, stylizer: Stylizer, in_v: av.video.stream.VideoStream, out: av.container.OutputContainer,
+                 codec: str, options: StylizeOptions, video: VideoOptions) -> None:
+        self.stylizer, self.in_v, self.out, self.codec = stylizer, in_v, out, codec
+        self.options, self.video = options, video
+        self.frames: list[av.VideoFrame] = []
+        self.stream: av.video.stream.VideoStream | None = None
+        self.size = (0, 0)
+        self.previous: torch.Tensor | None = None
+        self.count = 0
+
+    def push(self, frame: av.VideoFrame) -> None:
+        self.frames.append(frame)
+        if len(self.frames) >= self.video.batch_size:
+            self._run()
+
+    def flush(self) -> None:
+        if self.frames:
+            self._run()
+        if self.stream is not None:
+            for packet in self.stream.encode(None):
+                self.out.mux(packet)
+
+    def _open_stream(self, frame: av.VideoFrame, height: int, width: int) -> None:
+        in_v = self.in_v
+        rate = in_v.average_rate or in_v.guessed_rate or Fraction(25)
+        stream = self.out.add_stream(self.codec, rate=rate)
+        pix_fmt = "pal8" if self.codec == "gif" else "yuv420p"
+        if self.codec not in ("gif",) and pix_fmt == "yuv420p" and (height % 2 or width % 2):
+            log.warning("yuv420p needs even sizes: padding %dx%d to %dx%d by repeating the last row/column",
+                        width, height, width + width % 2, height + height % 2)
+            height, width = height + height % 2, width + width % 2
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.time_base = in_v.time_base  # copy timestamps exactly: variable frame rates survive
+        if self.codec in ("libx264", "libx265"):
+            stream.options = {"crf": str(18 if self.video.crf is None else self.video.crf), "preset": "medium"}
+        elif self.video.crf is not None:
+            stream.options = {"crf": str(self.video.crf), "b": "0"}
+        rotation = getattr(frame, "rotation", 0) or 0
+        if rotation and hasattr(stream, "set_display_rotation"):
+            stream.set_display_rotation(rotation)
+        self.stream, self.size = stream, (width, height)
+
+    def _run(self) -> None:
+        frames, self.frames = self.frames, []
+        x = torch.from_numpy(np.stack([f.to_ndarray(format="rgb24") for f in frames]))
+        x = x.permute(0, 3, 1, 2).float().div_(255)
+        if torch.cuda.is_available() and self.stylizer.device.type == "cuda":
+            x = x.pin_memory()
+        h, w = x.shape[-2:]
+        if self.options.max_size and max(h, w) > self.options.max_size:
+            f = self.options.max_size / max(h, w)
+            x = F.interpolate(x, size=(max(2, round(h * f)), max(2, round(w * f))), mode="bilinear",
+                              antialias=True, align_corners=False).clamp(0, 1)
+        y = self.stylizer.stylize_tensor(x, self.options)
+        if self.stream is None:
+            self._open_stream(frames[0], *y.shape[-2:])
+        y = self._blend(y)
+        width, height = self.size
+        if (y.shape[-1], y.shape[-2]) != (width, height):
+            y = F.pad(y, (0, width - y.shape[-1], 0, height - y.shape[-2]), mode="replicate")
+        arr = y.mul(255).round_().clamp_(0, 255).byte().permute(0, 2, 3, 1).contiguous().numpy()
+        for src_frame, rgb in zip(frames, arr):
+            frame = _gif_frame(rgb) if self.codec == "gif" else av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = src_frame.pts if src_frame.pts is not None else self.count
+            frame.time_base = self.in_v.time_base
+            self.count += 1
+            for packet in self.stream.encode(frame):
+                self.out.mux(packet)
+
+    def _blend(self, y: torch.Tensor) -> torch.Tensor:
+        a = self.video.temporal_blend
+        if a <= 0:
+            return y
+        out = []
+        for frame in y:
+            prev = self.previous
+            self.previous = frame if prev is None else torch.lerp(frame, prev, a)
+            out.append(self.previous)
+        return torch.stack(out)
+
+
+def _gif_frame(rgb: np.ndarray) -> av.VideoFrame:
+    """A pal8 frame: swscale cannot quantise to a palette; Pillow's octree quantiser with dithering can."""
+    from PIL import Image
+
+    image = Image.fromarray(rgb).quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.FLOYDSTEINBERG)
+    palette = np.zeros((256, 4), np.uint8)
+    colors = np.asarray(image.getpalette()[: 256 * 3], np.uint8).reshape(-1, 3)
+    palette[: len(colors), 1:] = colors  # PyAV takes palette rows as A, R, G, B (checked by the GIF test)
+    palette[:, 0] = 255
+    return av.VideoFrame.from_ndarray((np.asarray(image), palette), format="pal8")

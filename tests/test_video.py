@@ -1,0 +1,208 @@
+"""Video on tiny generated clips (64x48 and 65x49, about a second), with and without audio."""
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fastnst.cli import main
+from fastnst.errors import FastNSTError
+from fastnst.modelfile import save_stylizer
+from fastnst.stylize import StylizeOptions, Stylizer
+from fastnst.transformer import TransformerNet
+from fastnst.video import VideoOptions, stylize_video
+
+
+def make_clip(path: Path, size: tuple[int, int] = (64, 48), frames: int = 12, fps: int = 10,
+              audio: bool = False, vfr: bool = False, rotation: int = 0, codec: str = "libx264") -> Path:
+    """A moving gradient; ``vfr`` spaces frames irregularly; audio is a 440 Hz AAC tone."""
+    w, h = size
+    with av.open(str(path), "w") as out:
+        v = out.add_stream(codec, rate=fps)
+        v.width, v.height = w, h
+        v.pix_fmt = "yuv444p" if (w % 2 or h % 2) else "yuv420p"
+        v.time_base = Fraction(1, 1000)
+        if rotation:
+            v.set_display_rotation(rotation)
+        a = None
+        if audio:
+            a = out.add_stream("aac", rate=44100)
+            a.layout = "mono"
+        t_ms = 0
+        for i in range(frames):
+            yy, xx = np.mgrid[0:h, 0:w]
+            rgb = np.stack([(xx + 3 * i) % w * 255 // w, yy * 255 // h, np.full_like(xx, 40 * i % 255)], -1)
+            frame = av.VideoFrame.from_ndarray(rgb.astype(np.uint8), format="rgb24")
+            frame.pts, frame.time_base = t_ms, Fraction(1, 1000)
+            t_ms += (50 if i % 2 else 150) if vfr else 1000 // fps
+            for p in v.encode(frame):
+                out.mux(p)
+        for p in v.encode(None):
+            out.mux(p)
+        if a is not None:
+            samples = 44100 * frames // fps
+            tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 44100)).astype(np.float32)
+            for start in range(0, samples, 1024):
+                chunk = tone[None, start:start + 1024]
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
+                af.sample_rate, af.pts = 44100, start
+                for p in a.encode(af):
+                    out.mux(p)
+            for p in a.encode(None):
+                out.mux(p)
+    return path
+
+
+def probe(path: Path) -> dict:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        frames = list(c.decode(video=0))
+        return {"frames": len(frames), "pts": [f.time for f in frames], "size": (v.width, v.height),
+                "audio": len(c.streams.audio), "rotation": frames[0].rotation, "rate": v.average_rate}
+
+
+@pytest.fixture
+def stylizer(tmp_path: Path) -> Stylizer:
+    torch.manual_seed(1)
+    path = save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "toy.safetensors", {"style_name": "toy"})
+    return Stylizer.from_file(path, device="cpu")
+
+
+def test_frames_timing_and_audio_are_kept(stylizer: Stylizer, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "clip.mp4", audio=True)
+    report = stylize_video(stylizer, src, tmp_path / "out.mp4", progress=False)
+    a, b = probe(src), probe(tmp_path / "out.mp4")
+    assert b["frames"] == a["frames"] == report.frames == 12
+    assert b["pts"] == pytest.approx(a["pts"], abs=1e-3)
+    assert b["audio"] == 1 and report.audio == "copied"
+    assert b["size"] == (64, 48)
+
+
+def test_variable_frame_rate_is_kept(stylizer: Stylizer, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "vfr.mkv", vfr=True)
+    stylize_video(stylizer, src, tmp_path / "out.mkv", progress=False)
+    assert probe(tmp_path / "out.mkv")["pts"] == pytest.approx(probe(src)["pts"], abs=1e-3)
+
+
+def test_rotation_metadata_is_kept(stylizer: Stylizer, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "rot.mp4", rotation=90)
+    assert probe(src)["rotation"] == 90
+    stylize_video(stylizer, src, tmp_path / "out.mp4", progress=False)
+    assert probe(tmp_path / "out.mp4")["rotation"] == 90
+
+
+def test_odd_sizes_are_padded_to_even(stylizer: Stylizer, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "odd.mp4", size=(65, 49))
+    report = stylize_video(stylizer, src, tmp_path / "out.mp4", progress=False)
+    assert probe(tmp_path / "out.mp4")["size"] == report.size == (66, 50)
+    assert probe(tmp_path / "out.mp4")["frames"] == 12
+
+
+def test_audio_that_the_container_cannot_hold_is_reencoded(stylizer: Stylizer, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "clip.mp4", audio=True)
+    report = stylize_video(stylizer, src, tmp_path / "out.webm", progress=False)
+    assert report.audio == "re-encoded" and probe(tmp_path / "out.webm")["audio"] == 1
+
+
+def test_gif_in_gif_out(stylizer: Stylizer, tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (40, 30), (20 * i, 100, 200 - 20 * i)) for i in range(5)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert main(["stylize", str(tmp_path / "anim.gif"), "--model", str(stylizer_path(tmp_path))]) == 0
+    out = Image.open(tmp_path / "anim_toy.gif")
+    assert out.n_frames == 5 and out.size == (40, 30) and out.info["duration"] == 100
+    # Colours survive the palette: frame 0 matches the same frame stylized as an image.
+    expected = np.asarray(Stylizer.from_file(stylizer_path(tmp_path), device="cpu").stylize(frames[0]), float)
+    assert np.abs(np.asarray(out.convert("RGB"), float) - expected).mean() < 6
+
+
+def stylizer_path(tmp_path: Path) -> Path:
+    return tmp_path / "toy.safetensors"
+
+
+def test_cli_writes_clip_style_mp4_with_crf(stylizer: Stylizer, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "clip.mov", audio=True)
+    assert main(["stylize", str(src), "--model", str(stylizer_path(tmp_path)), "--crf", "30",
+                 "--max-size", "32"]) == 0
+    assert probe(tmp_path / "clip_toy.mov")["size"] == (32, 24)
+
+
+def test_temporal_blend_reduces_frame_to_frame_change(stylizer: Stylizer, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "clip.mkv", frames=10)
+    stylize_video(stylizer, src, tmp_path / "a.mkv", progress=False)
+    stylize_video(stylizer, src, tmp_path / "b.mkv", video=VideoOptions(temporal_blend=0.6), progress=False)
+
+    def change(path: Path) -> float:
+        with av.open(str(path)) as c:
+            f = np.stack([x.to_ndarray(format="rgb24").astype(float) for x in c.decode(video=0)])
+        return float(np.abs(np.diff(f, axis=0)).mean())
+
+    assert change(tmp_path / "b.mkv") < 0.8 * change(tmp_path / "a.mkv")
+
+
+def no_output(tmp_path: Path) -> bool:
+    return not any(p.name.startswith(("out", ".out")) for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kind", ["text", "empty", "audio_only"])
+def test_inputs_that_are_not_videos(stylizer: Stylizer, tmp_path: Path, kind: str) -> None:
+    src = tmp_path / "in.mp4"
+    if kind == "text":
+        src.write_text("no video here")
+    elif kind == "empty":
+        src.write_bytes(b"")
+    else:
+        with av.open(str(src), "w") as out:
+            a = out.add_stream("aac", rate=8000)
+            a.layout = "mono"
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            af.sample_rate, af.pts = 8000, 0
+            for p in [*a.encode(af), *a.encode(None)]:
+                out.mux(p)
+    with pytest.raises(FastNSTError, match="in.mp4"):
+        stylize_video(stylizer, src, tmp_path / "out.mp4", progress=False)
+    assert no_output(tmp_path)
+
+
+def test_zero_frames_is_an_error_and_writes_nothing(stylizer: Stylizer, tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "one.mkv", frames=2).read_bytes()
+    src = tmp_path / "in.mkv"
+    src.write_bytes(clip[: clip.find(bytes.fromhex("1F43B675"))])  # header and tracks, cut before the first cluster
+    with pytest.raises(FastNSTError, match="no frames"):
+        stylize_video(stylizer, src, tmp_path / "out.mp4", progress=False)
+    assert no_output(tmp_path)
+
+
+def test_truncated_clip_keeps_what_decodes_and_warns(stylizer: Stylizer, tmp_path: Path, capsys) -> None:
+    full = make_clip(tmp_path / "full.mkv", frames=30)
+    src = tmp_path / "cut.mkv"
+    src.write_bytes(full.read_bytes()[: full.stat().st_size * 6 // 10])
+    report = stylize_video(stylizer, src, tmp_path / "out.mkv", progress=False)
+    assert 0 < report.frames < 30 and probe(tmp_path / "out.mkv")["frames"] == report.frames
+
+
+def test_container_that_cannot_hold_the_codec(stylizer: Stylizer, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "clip.mp4")
+    with pytest.raises(FastNSTError, match="cannot hold"):
+        stylize_video(stylizer, src, tmp_path / "out.gif", video=VideoOptions(codec="libx264"), progress=False)
+    assert no_output(tmp_path)
+
+
+def test_an_interrupt_leaves_no_file_that_looks_finished(stylizer: Stylizer, tmp_path: Path, monkeypatch) -> None:
+    src = make_clip(tmp_path / "clip.mp4", frames=12)
+    calls = []
+    original = stylizer.stylize_tensor
+
+    def interrupted(x: torch.Tensor, options: StylizeOptions = StylizeOptions()) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(x, options)
+
+    monkeypatch.setattr(stylizer, "stylize_tensor", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        stylize_video(stylizer, src, tmp_path / "out.mp4", progress=False)
+    assert no_output(tmp_path)
