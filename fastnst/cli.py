@@ -230,7 +230,7 @@ def _stylize_images(stylizer: object, batch: list[Job], options: object, quality
     if not loaded:
         return failures
     results = stylizer.stylize_many([img for _, img in loaded], options)  # type: ignore[attr-defined]
-    for (job, src), out in zip(loaded, results):
+    for (job, src), out in zip(loaded, results, strict=True):
         try:
             if job.target == STDIO:
                 fmt = src.format or "PNG"

@@ -1,13 +1,21 @@
-"""Helpers for the Hydra entry points (train.py, optimize.py): friendly errors at the edge."""
+"""Helpers for the Hydra entry points (train.py, optimize.py): config to objects, friendly errors."""
 
 from __future__ import annotations
 
+import logging
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from omegaconf import DictConfig
+
 from fastnst.errors import FastNSTError
+from fastnst.losses import PerceptualLoss
+from fastnst.vgg import VGGFeatures
+
+log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 T = TypeVar("T")
@@ -35,3 +43,16 @@ def guarded(fn: Callable[..., T], *args: object) -> T:
     except FastNSTError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def build_loss(cfg: DictConfig, seed: int = 0) -> PerceptualLoss:
+    """The PerceptualLoss of a ``loss`` config group (shared by train.py and optimize.py)."""
+    layers = [*cfg.content_layers, *cfg.style_layers]
+    weights = str(cfg.vgg_weights)
+    if weights == "random":
+        warnings.warn("loss.vgg_weights=random: the loss network is randomly initialised, so results "
+                      "will NOT look like the style. Use the ImageNet weights for real runs.", stacklevel=1)
+        log.warning("RANDOM VGG WEIGHTS: results will not look like the style (tests and smoke runs only)")
+    vgg = VGGFeatures(cfg.vgg, layers, weights=weights, seed=seed)
+    return PerceptualLoss(vgg, dict(cfg.content_layers), dict(cfg.style_layers), cfg.content_weight,
+                          cfg.style_weight, cfg.tv_weight)

@@ -8,10 +8,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from fastnst.errors import FastNSTError
-from fastnst.images import atomic_path
+from fastnst.images import atomic_path, load_rgb
 
 
 def cache_dir() -> Path:
@@ -51,3 +53,14 @@ def resolve(location: str) -> Path:
         raise FastNSTError(f"could not download {location} ({reason}); "
                            "pass style.image=PATH to a local copy") from None
     return target
+
+
+def load_style(location: str, size: int) -> tuple[torch.Tensor, str]:
+    """The style image as (1, 3, H, W) with its long side resized to ``size``, and its sha256."""
+    path = resolve(location)
+    image = load_rgb(path)
+    h, w = image.shape[-2:]
+    scale = size / max(h, w)
+    new = (max(1, round(h * scale)), max(1, round(w * scale)))
+    image = F.interpolate(image, size=new, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+    return image, sha256_file(path)

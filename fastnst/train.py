@@ -10,47 +10,20 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from fastnst import sources
 from fastnst.data import StyleDataModule
 from fastnst.errors import FastNSTError
-from fastnst.images import load_rgb
-from fastnst.losses import PerceptualLoss
+from fastnst.hydra_entry import build_loss
 from fastnst.modelfile import save_stylizer
 from fastnst.module import StyleTransferModule
-from fastnst.vgg import VGGFeatures
+from fastnst.sources import load_style
 
 log = logging.getLogger(__name__)
-
-
-def load_style(location: str, size: int) -> tuple[torch.Tensor, str]:
-    """The style image as (1, 3, H, W) with its long side resized to ``size``, and its sha256."""
-    path = sources.resolve(location)
-    image = load_rgb(path)
-    h, w = image.shape[-2:]
-    scale = size / max(h, w)
-    new = (max(1, round(h * scale)), max(1, round(w * scale)))
-    image = F.interpolate(image, size=new, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
-    return image, sources.sha256_file(path)
-
-
-def build_loss(cfg: DictConfig, seed: int = 0) -> PerceptualLoss:
-    """The PerceptualLoss of a ``loss`` config group (shared by train.py and optimize.py)."""
-    layers = [*cfg.content_layers, *cfg.style_layers]
-    weights = str(cfg.vgg_weights)
-    if weights == "random":
-        warnings.warn("loss.vgg_weights=random: the loss network is randomly initialised, so results "
-                      "will NOT look like the style. Use the ImageNet weights for real runs.", stacklevel=1)
-        log.warning("RANDOM VGG WEIGHTS: results will not look like the style (tests and smoke runs only)")
-    vgg = VGGFeatures(cfg.vgg, layers, weights=weights, seed=seed)
-    return PerceptualLoss(vgg, dict(cfg.content_layers), dict(cfg.style_layers), cfg.content_weight,
-                          cfg.style_weight, cfg.tv_weight)
 
 
 def find_checkpoint(ckpt_path: str | None, run_dir: Path) -> Path | None:

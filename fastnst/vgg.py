@@ -112,7 +112,7 @@ class VGGFeatures(nn.Module):
         last = max(self.names.index(n) for n in wanted)
         out: dict[str, torch.Tensor] = {}
         h = (x - self.mean) / self.std
-        for name, module in zip(self.names[: last + 1], self.features):
+        for name, module in zip(self.names[: last + 1], self.features, strict=False):
             h = module(h)
             if name in wanted:
                 out[name] = h

@@ -256,7 +256,7 @@ class _EncoderState:
         if (y.shape[-1], y.shape[-2]) != (width, height):
             y = F.pad(y, (0, width - y.shape[-1], 0, height - y.shape[-2]), mode="replicate")
         arr = y.mul(255).round_().clamp_(0, 255).byte().permute(0, 2, 3, 1).contiguous().numpy()
-        for src_frame, rgb in zip(frames, arr):
+        for src_frame, rgb in zip(frames, arr, strict=True):
             frame = _gif_frame(rgb) if self.codec == "gif" else av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = src_frame.pts if src_frame.pts is not None else self.count
             frame.time_base = self.in_v.time_base

@@ -70,7 +70,10 @@ def compose_train(overrides: list[str], run_dir: Path, config_name: str = "train
 
 def tiny_train_overrides(style: Path, data: Path | None = None, steps: int = 4) -> list[str]:
     """A real training config shrunk to seconds: 32 px crops, the small network, random VGG."""
-    data_args = [f"data.root={data}", "data.synthetic=false", "data.num_workers=0"] if data else ["data=synthetic", "data.synthetic_length=16"]
+    if data:
+        data_args = [f"data.root={data}", "data.synthetic=false", "data.num_workers=0"]
+    else:
+        data_args = ["data=synthetic", "data.synthetic_length=16"]
     return [
         "experiment=smoke", f"style.image={style}", "style.size=32", *data_args,
         "data.image_size=32", "data.batch_size=2", "data.num_val=2",

@@ -9,10 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_image
 from fastnst.cli import main
 from fastnst.modelfile import save_stylizer
 from fastnst.transformer import TransformerNet
+
+from conftest import make_image
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_image
 from fastnst import Stylizer
 from fastnst.color import preserve_color, rgb_to_ycbcr
 from fastnst.errors import FastNSTError
@@ -15,6 +14,8 @@ from fastnst.images import load_rgb, to_tensor
 from fastnst.modelfile import save_stylizer
 from fastnst.stylize import StylizeOptions
 from fastnst.transformer import TransformerNet
+
+from conftest import make_image
 
 
 @pytest.fixture
@@ -95,8 +96,9 @@ def test_shared_norm_statistics_are_what_make_tiles_match(stylizer: Stylizer, mo
     x = load_rgb(make_image(Path("/tmp/fastnst_tile.png"), (96, 80), seed=3))
     whole = stylizer.stylize_tensor(x)
     shared = (stylizer.stylize_tensor(x, StylizeOptions(tile=48, overlap=16)) - whole).abs().mean()
-    import fastnst.stylize as mod
     from contextlib import nullcontext
+
+    import fastnst.stylize as mod
 
     monkeypatch.setattr(mod, "fixed_norm_stats", lambda *a: nullcontext())  # each tile its own stats
     independent = (stylizer.stylize_tensor(x, StylizeOptions(tile=48, overlap=16)) - whole).abs().mean()
@@ -117,7 +119,7 @@ def test_batches_of_one_size_match_single_images(stylizer: Stylizer, tmp_path: P
     imgs = [Image.open(make_image(tmp_path / f"{i}.png", (32, 24), seed=i)) for i in range(3)]
     imgs.append(Image.open(make_image(tmp_path / "odd.png", (20, 24))))
     batch = stylizer.stylize_many(imgs)
-    for img, out in zip(imgs, batch):
+    for img, out in zip(imgs, batch, strict=True):
         assert np.abs(np.asarray(out, int) - np.asarray(stylizer.stylize(img), int)).max() <= 1
 
 

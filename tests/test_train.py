@@ -7,10 +7,11 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import compose_train, make_image, tiny_train_overrides
 from fastnst.errors import FastNSTError
 from fastnst.modelfile import load_network, read_metadata
 from fastnst.train import run
+
+from conftest import compose_train, make_image, tiny_train_overrides
 
 
 def test_training_writes_tensorboard_checkpoints_and_a_stylizer(style_path: Path, tmp_path: Path) -> None:

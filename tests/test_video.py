@@ -68,7 +68,8 @@ def probe(path: Path) -> dict:
 @pytest.fixture
 def stylizer(tmp_path: Path) -> Stylizer:
     torch.manual_seed(1)
-    path = save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "toy.safetensors", {"style_name": "toy"})
+    net = TransformerNet(channels=8, num_residual=1)
+    path = save_stylizer(net, tmp_path / "toy.safetensors", {"style_name": "toy"})
     return Stylizer.from_file(path, device="cpu")
 
 

@@ -1,0 +1,101 @@
+"""Does the temporal loss make a stable network, and what does it cost in style loss?
+
+    python scripts/temporal_experiment.py --style-image ../shared/assets/styles/starry_night.jpg \
+        --data ../shared/assets/train --held-out ../shared/assets/content --steps 600 --weight 100
+
+Trains two networks with train.py on the same style, data, seed and step count, one with
+``loss.temporal_weight=0`` and one with ``--weight``; then, on held-out photos, prints the warping
+error on synthetic-motion clips (fastnst.flicker) and the style loss, with the ratios. Extra
+arguments after ``--`` go to both training runs (e.g. ``-- loss.vgg_weights=random``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from fastnst.flicker import synthetic_clip, warping_error
+from fastnst.hydra_entry import build_loss
+from fastnst.images import find_images, load_rgb
+from fastnst.modelfile import read_metadata
+from fastnst.sources import load_style
+from fastnst.stylize import Stylizer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def train(out: Path, weight: float, args: argparse.Namespace, extra: list[str]) -> Path:
+    cmd = [sys.executable, "train.py", "style=custom", f"style.image={args.style_image}",
+           f"style.name=temporal{weight:g}", f"data.root={args.data}", f"data.image_size={args.image_size}",
+           f"model={args.model}", f"trainer.max_steps={args.steps}", "trainer=cpu" if args.cpu else "trainer=default",
+           f"loss.temporal_weight={weight}", f"hydra.run.dir={out}", "trainer.enable_progress_bar=false",
+           f"trainer.val_check_interval={args.steps}", f"seed={args.seed}", *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"training failed:\n{proc.stderr[-3000:]}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def held_out(folder: Path, size: int) -> list[torch.Tensor]:
+    images = []
+    for path in find_images(folder):
+        x = load_rgb(path)
+        h, w = x.shape[-2:]
+        f = size / max(h, w)
+        images.append(F.interpolate(x, size=(round(h * f), round(w * f)), mode="bilinear", antialias=True))
+    return images
+
+
+@torch.no_grad()
+def evaluate(model: Path, photos: list[torch.Tensor], style_image: str) -> dict[str, float]:
+    meta = read_metadata(model)
+    loss_cfg = OmegaConf.create({**meta["loss"], "temporal_weight": 0.0})
+    loss = build_loss(loss_cfg)
+    style, _ = load_style(style_image, meta["style_size"])
+    loss.set_style(style)
+    stylizer = Stylizer.from_file(model, device="cpu")
+    stylize = lambda x: stylizer.stylize_tensor(x)  # noqa: E731
+    style_losses, warp_errors = [], []
+    for i, x in enumerate(photos):
+        style_losses.append(float(loss(stylize(x), x)["style"]))
+        warp_errors.append(warping_error(stylize, *synthetic_clip(x, frames=6, seed=i)))
+    return {"style": sum(style_losses) / len(photos), "warp": sum(warp_errors) / len(photos)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--style-image", required=True)
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--held-out", required=True, type=Path)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--weight", type=float, default=100.0)
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--eval-size", type=int, default=192)
+    parser.add_argument("--model", default="johnson_small")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("outputs/temporal_experiment"))
+    parser.add_argument("--cpu", action="store_true", help="train on the CPU even where a GPU exists")
+    args, extra = parser.parse_known_args()
+    extra = [e for e in extra if e != "--"]
+    photos = held_out(args.held_out, args.eval_size)
+    results = {}
+    for weight in (0.0, args.weight):
+        model = train(args.out.resolve() / f"w{weight:g}", weight, args, extra)
+        results[weight] = evaluate(model, photos, args.style_image)
+    base, temporal = results[0.0], results[args.weight]
+    print("| temporal_weight | warping error | style loss (held-out) |\n|---|---|---|")
+    for weight, r in results.items():
+        print(f"| {weight:g} | {r['warp']:.6f} | {r['style']:.4f} |")
+    print(f"\nwarping error: {100 * (1 - temporal['warp'] / base['warp']):.1f}% lower; "
+          f"style loss: {100 * (temporal['style'] / base['style'] - 1):+.1f}% "
+          f"({args.steps} steps, {args.model}, {args.image_size} px, {len(photos)} held-out photos)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The Gatys baseline: same loss object as training, on 32-48 px images with a random VGG."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, compose_train, make_image
+from fastnst.errors import FastNSTError
+from fastnst.gatys import initial_image, optimize
+from fastnst.losses import PerceptualLoss
+from fastnst.modelfile import save_stylizer
+from fastnst.optimize import run as optimize_run
+from fastnst.transformer import TransformerNet
+from fastnst.vgg import VGGFeatures
+
+
+@pytest.fixture(scope="module")
+def loss() -> PerceptualLoss:
+    vgg = VGGFeatures("vgg16", ["relu2_2", "relu1_2", "relu3_3"], weights="random", seed=0)
+    loss = PerceptualLoss(vgg, {"relu2_2": 1.0}, {"relu1_2": 1.0, "relu3_3": 1.0}, style_weight=1e3, tv_weight=1.0)
+    loss.set_style(torch.rand(1, 3, 40, 40))
+    return loss
+
+
+def test_a_few_steps_lower_the_loss(loss: PerceptualLoss) -> None:
+    content = torch.rand(1, 3, 32, 32)
+    result = optimize(loss, content, steps=8, init="noise")
+    assert len(result.losses) == 8 and result.losses[-1] < 0.5 * result.losses[0]
+    assert result.image.min() >= 0 and result.image.max() <= 1
+
+
+def test_adam_also_lowers_the_loss(loss: PerceptualLoss) -> None:
+    result = optimize(loss, torch.rand(1, 3, 32, 32), steps=10, optimizer="adam", lr=0.05, init="noise")
+    assert result.losses[-1] < result.losses[0]
+
+
+@pytest.mark.parametrize("init", ["content", "noise", "style"])
+def test_init_modes(init: str) -> None:
+    content = torch.linspace(0, 1, 20 * 30).reshape(1, 1, 20, 30).expand(1, 3, 20, 30)
+    style = torch.full((1, 3, 50, 40), 0.25)
+    x = initial_image(init, content, style, seed=0)
+    assert x.shape == content.shape
+    assert torch.equal(x, content) == (init == "content")
+
+
+def test_content_init_starts_at_zero_content_loss(loss: PerceptualLoss) -> None:
+    content = torch.rand(1, 3, 32, 32)
+    terms = []
+    optimize(loss, content, steps=1, init="content", callback=lambda s, t, i: terms.append(t))
+    assert terms[0]["content"] < loss(torch.rand(1, 3, 32, 32), content)["content"]
+
+
+def test_coarse_to_fine_ends_at_the_last_scale(loss: PerceptualLoss) -> None:
+    sizes = []
+    result = optimize(loss, torch.rand(1, 3, 60, 40), steps=2, scales=[24, 48],
+                      callback=lambda s, t, img: sizes.append(tuple(img.shape[-2:])))
+    assert result.image.shape[-2:] == (48, 32)
+    assert sizes == [(24, 16), (24, 16), (48, 32), (48, 32)]
+
+
+def test_a_diverging_run_keeps_the_last_good_image(loss: PerceptualLoss) -> None:
+    content = torch.rand(1, 3, 32, 32)
+    calls = {"n": 0}
+    original = loss.forward
+
+    def nan_after_three(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        terms = original(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] > 3:
+            terms["total"] = terms["total"] * float("nan")
+        return terms
+
+    loss.forward = nan_after_three
+    try:
+        result = optimize(loss, content, steps=10, optimizer="adam", lr=0.01)
+    finally:
+        del loss.forward
+    assert result.diverged_at == 3 and torch.isfinite(result.image).all()
+
+
+def test_optimize_uses_the_trainers_loss_code(style_path: Path, tmp_path: Path, monkeypatch) -> None:
+    """One code path: optimize.py and train.py both get their loss from hydra_entry.build_loss,
+    and the optimisation calls PerceptualLoss.forward."""
+    import fastnst.hydra_entry as entry
+    import fastnst.optimize as opt_module
+    import fastnst.train as train_module
+
+    assert opt_module.build_loss is entry.build_loss is train_module.build_loss
+    calls = []
+    original = PerceptualLoss.forward
+    monkeypatch.setattr(PerceptualLoss, "forward", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    photo = make_image(tmp_path / "photo.png", (40, 30))
+    cfg = compose_train([f"style.image={style_path}", "style.size=32", f"content={photo}", "image_size=32",
+                         "optim.steps=3", "loss.vgg_weights=random", "progress_bar=false"],
+                        tmp_path / "run", config_name="optimize")
+    path = optimize_run(cfg)
+    assert len(calls) >= 3 and path.is_file()
+    assert list((tmp_path / "run" / "tensorboard").iterdir())
+
+
+def test_optimize_without_content_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = compose_train(["loss.vgg_weights=random"], tmp_path, config_name="optimize")
+    with pytest.raises(FastNSTError, match="content=PATH"):
+        optimize_run(cfg)
+
+
+def test_optimize_py_with_a_corrupt_content_image_is_one_line(style_path: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("nope")
+    proc = subprocess.run([sys.executable, "optimize.py", f"style.image={style_path}", f"content={bad}",
+                           "loss.vgg_weights=random", f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "bad.jpg" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_compare_runs_end_to_end(style_path: Path, tmp_path: Path) -> None:
+    model = save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "m.safetensors", {
+        "style_name": "toy", "style_image": str(style_path), "style_size": 32,
+        "loss": {"vgg": "vgg16", "vgg_weights": "random", "content_layers": {"relu2_2": 1.0},
+                 "style_layers": {"relu1_2": 1.0, "relu2_2": 1.0}, "content_weight": 1.0,
+                 "style_weight": 1e3, "tv_weight": 1.0}})
+    photos = tmp_path / "photos"
+    for i in range(2):
+        make_image(photos / f"p{i}.png", (40, 36), seed=i)
+    proc = subprocess.run([sys.executable, "scripts/compare.py", "--model", str(model), "--content-dir", str(photos),
+                           "--sizes", "32,48", "--iterations", "2,4", "--images", "2",
+                           "--plot", str(tmp_path / "plot.png"), "--device", "cpu"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "| photo | fast network loss | Gatys @2 | Gatys @4 | Gatys iterations to match |" in out
+    assert "| size | Gatys 2 | Gatys 4 | fast network | speed-up 2 | speed-up 4 |" in out
+    assert "| 32x32 |" in out and "| 48x48 |" in out
+    assert (tmp_path / "plot.png").stat().st_size > 0
