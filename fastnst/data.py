@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -53,6 +54,34 @@ class ImageFiles(Dataset):
         raise FastNSTError("no readable image left in the training data")
 
 
+class CachedImages(Dataset):
+    """Random crops from a pre-resized uint8 array (``scripts/prepare_data.py``), memory-mapped:
+    no JPEG decoding while training, and the page cache is shared by all workers."""
+
+    def __init__(self, path: Path, indices: range, image_size: int, train: bool) -> None:
+        self.path, self.indices, self.image_size, self.train = path, indices, image_size, train
+        self.array: np.ndarray | None = None  # opened lazily in each worker process
+        self.skipped = multiprocessing.Value("i", 0)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if self.array is None:
+            self.array = np.load(self.path, mmap_mode="r")
+        img = torch.from_numpy(np.ascontiguousarray(self.array[self.indices[index]])).permute(2, 0, 1)
+        s, size = self.image_size, img.shape[-1]
+        if self.train:
+            top, left = (int(v) for v in torch.randint(0, size - s + 1, (2,)))
+            img = img[:, top:top + s, left:left + s]
+            if torch.rand(()) < 0.5:
+                img = img.flip(-1)
+        else:
+            o = (size - s) // 2
+            img = img[:, o:o + s, o:o + s]
+        return img.float() / 255
+
+
 class SyntheticImages(Dataset):
     """Deterministic generated photos-ish images: smooth colour fields, shapes and grain.
     For smoke runs, tests and benchmarks; a network trained on them will not generalise."""
@@ -84,8 +113,9 @@ class StyleDataModule(L.LightningDataModule):
 
     def __init__(self, root: str | None = None, image_size: int = 256, batch_size: int = 4,
                  num_workers: int = 4, num_val: int = 4, synthetic: bool = False,
-                 synthetic_length: int = 1000, seed: int = 0) -> None:
+                 synthetic_length: int = 1000, seed: int = 0, cache: str | None = None) -> None:
         super().__init__()
+        self.cache = cache
         self.root, self.image_size, self.batch_size = root, image_size, batch_size
         self.num_workers, self.num_val, self.synthetic = num_workers, num_val, synthetic
         self.synthetic_length, self.seed = synthetic_length, seed
@@ -104,6 +134,9 @@ class StyleDataModule(L.LightningDataModule):
             self.train_set = SyntheticImages(self.synthetic_length, self.image_size, self.seed)
             self.val_set = SyntheticImages(self.num_val, self.image_size, self.seed + 1)
             return
+        if self.cache:
+            self._setup_cache(Path(self.cache).expanduser())
+            return
         root = Path(str(self.root)).expanduser()
         if not root.is_dir():
             raise FastNSTError(f"data.root {root} is not a folder; point data.root (or $FASTNST_DATA) at "
@@ -118,6 +151,19 @@ class StyleDataModule(L.LightningDataModule):
         self.val_set = ImageFiles(files[:num_val] or files[:1], self.image_size, train=False)
         self.train_set = ImageFiles(files[num_val:], self.image_size, train=True)
         log.info("training on %d images from %s (%d held out)", len(files) - num_val, root, num_val)
+
+    def _setup_cache(self, path: Path) -> None:
+        try:
+            shape = np.load(path, mmap_mode="r").shape
+        except (OSError, ValueError) as err:
+            raise FastNSTError(f"data.cache {path} is not a prepared array ({err}); "
+                               "make one with scripts/prepare_data.py") from None
+        if len(shape) != 4 or shape[-1] != 3 or min(shape[1:3]) < self.image_size or shape[0] < 2:
+            raise FastNSTError(f"data.cache {path} holds {shape}, not N x S x S x 3 with S >= "
+                               f"data.image_size={self.image_size}")
+        num_val = min(self.num_val, shape[0] - 1)
+        self.val_set = CachedImages(path, range(num_val), self.image_size, train=False)
+        self.train_set = CachedImages(path, range(num_val, shape[0]), self.image_size, train=True)
 
     @property
     def skipped(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -14,6 +15,8 @@ from fastnst.errors import FastNSTError
 from fastnst.losses import PerceptualLoss
 from fastnst.temporal import temporal_loss
 from fastnst.transformer import TransformerNet
+
+log = logging.getLogger(__name__)
 
 
 class StyleTransferModule(L.LightningModule):
@@ -88,6 +91,16 @@ class StyleTransferModule(L.LightningModule):
             pairs = torch.stack([batch.float(), out], dim=1).flatten(0, 1)  # content | stylized, per row
             self.logger.experiment.add_image("samples", make_grid(pairs, nrow=2, padding=2), self.global_step)
         self._last_time = None  # validation time is not training throughput
+
+    def on_train_end(self) -> None:
+        # DDP keeps replicas identical by construction; check it, since a silent divergence (a rank
+        # that skipped a step) would otherwise only show as a worse stylizer.
+        checksum = torch.stack([p.detach().double().sum() for p in self.network.parameters()]).sum()
+        log.info("rank %d: network parameter checksum %.10f", self.global_rank, float(checksum))
+        if self.trainer.world_size > 1:
+            sums = self.all_gather(checksum)
+            if not torch.allclose(sums, sums[0], rtol=1e-9, atol=0):
+                raise RuntimeError(f"DDP ranks disagree on the weights: {sums.tolist()}")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.network.parameters())

@@ -98,19 +98,33 @@ class Stylizer:
     """A trained network ready to stylize: loaded once, in eval mode, on its device."""
 
     def __init__(self, network: TransformerNet, metadata: dict[str, Any] | None = None,
-                 device: str = "auto", precision: str = "auto") -> None:
+                 device: str = "auto", precision: str = "auto", channels_last: bool = False,
+                 compile: bool = False) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
+        self.channels_last = channels_last
         self.network = network.eval().requires_grad_(False).to(self.device, self.dtype)
+        if channels_last:
+            self.network.to(memory_format=torch.channels_last)
+        # Compiled once; height/width vary between images, so shapes are marked dynamic after a change.
+        self._forward = torch.compile(self.network, dynamic=None) if compile else self.network
         self.metadata = metadata or {}
         self.style_name = str(self.metadata.get("style_name", "styled"))
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # frames of one size: autotune once
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], device: str = "auto", precision: str = "auto") -> Stylizer:
+    def from_file(cls, path: str | os.PathLike[str], device: str = "auto", precision: str = "auto",
+                  channels_last: bool = False, compile: bool = False) -> Stylizer:
         network, meta = load_network(Path(path))
-        return cls(network, meta, device, precision)
+        return cls(network, meta, device, precision, channels_last, compile)
+
+    def run_network(self, x: torch.Tensor) -> torch.Tensor:
+        """The bare forward pass on the model's device and dtype; returns the raw output there."""
+        x = x.to(self.device, self.dtype, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._forward(x)
 
     @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor, options: StylizeOptions = StylizeOptions()) -> torch.Tensor:
@@ -124,7 +138,7 @@ class Stylizer:
         if tile is not None and max(net_size) > tile:
             y = torch.cat([self._run_tiled(inp[i:i + 1], tile, options.overlap) for i in range(x.shape[0])])
         else:
-            y = self.network(inp.to(self.device, self.dtype, non_blocking=True)).float().to(x.device)
+            y = self.run_network(inp).float().to(x.device)
         y = y.clamp(0, 1)
         if net_size != (h, w):
             y = _resize(y, (h, w)).clamp(0, 1)

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, compose_train, make_image
 from fastnst.errors import FastNSTError
 from fastnst.gatys import initial_image, optimize
 from fastnst.losses import PerceptualLoss
@@ -15,6 +14,8 @@ from fastnst.modelfile import save_stylizer
 from fastnst.optimize import run as optimize_run
 from fastnst.transformer import TransformerNet
 from fastnst.vgg import VGGFeatures
+
+from conftest import ROOT, compose_train, make_image
 
 
 @pytest.fixture(scope="module")

@@ -128,3 +128,46 @@ def test_a_nan_loss_stops_the_run_and_names_the_step(style_path: Path, tmp_path:
     with pytest.raises(FastNSTError, match=r"at step \d+"):
         run(cfg)
     assert not (tmp_path / "run" / "starry_night.safetensors").exists()
+
+
+def test_a_prepared_cache_trains_without_decoding(style_path: Path, image_folder: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    (image_folder / "zz_broken.jpg").write_bytes(b"not a jpeg")
+    cache = tmp_path / "cache.npy"
+    proc = subprocess.run([sys.executable, "scripts/prepare_data.py", str(image_folder), str(cache), "--size", "40"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "8 images of 40x40" in proc.stdout and "1 unreadable skipped" in proc.stdout
+    cfg = compose_train([*tiny_train_overrides(style_path, image_folder, steps=3), f"data.cache={cache}"], tmp_path / "r")
+    assert read_metadata(run(cfg))["steps"] == 3
+
+
+def test_temporal_weight_adds_a_logged_temporal_term(style_path: Path, tmp_path: Path) -> None:
+    run(compose_train([*tiny_train_overrides(style_path, steps=2), "loss.temporal_weight=10"], tmp_path / "run"))
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert "loss/temporal" in events.Tags()["scalars"]
+    assert read_metadata(tmp_path / "run" / "starry_night.safetensors")["temporal_weight"] == 10
+
+
+def test_ddp_on_two_cpu_processes_keeps_ranks_in_agreement(style_path: Path, tmp_path: Path) -> None:
+    """Lightning's own DDP (gloo on the CPU), launched as a user would: train.py trainer=ddp."""
+    import re
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    args = [sys.executable, "train.py", "experiment=smoke", f"style.image={style_path}", "trainer=ddp",
+            "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=3", "data.image_size=32",
+            f"hydra.run.dir={tmp_path / 'run'}", "trainer.enable_progress_bar=false"]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (tmp_path / "run" / "train.log").read_text() + proc.stdout + proc.stderr
+    sums = dict(re.findall(r"rank (\d): network parameter checksum (-?[\d.]+)", log))
+    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"]
+    assert read_metadata(tmp_path / "run" / "starry_night.safetensors")["steps"] == 3

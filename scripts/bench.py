@@ -1,0 +1,296 @@
+"""Speed of fastnst's product paths against the pytorch/examples `fast_neural_style` way, in one run.
+
+    python scripts/bench.py            # CPU: small sizes, a few minutes; GPU: the full table
+    python scripts/bench.py --quick    # about a minute
+    python scripts/bench.py --compile  # also torch.compile rows (slow to warm up on a CPU)
+
+Every row is measured beside a reference implemented here exactly as pytorch/examples does it
+(fp32, eager, NCHW, batch 1 for stylizing; the full VGG16 on the content batch, the Gram of a
+repeated style batch and in-place normalisation for training), on the same inputs, and reported
+as a ratio to it, with the FLOP count of the work (torch.utils.flop_counter) and the achieved
+TFLOP/s. Timing: CUDA-synchronised, after warm-up, median of repeats. Needs only torch,
+torchvision (and this repository on the path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import namedtuple
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision import models
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fastnst.losses import PerceptualLoss  # noqa: E402
+from fastnst.module import StyleTransferModule  # noqa: E402
+from fastnst.stylize import Stylizer  # noqa: E402
+from fastnst.transformer import TransformerNet  # noqa: E402
+from fastnst.vgg import VGGFeatures  # noqa: E402
+
+
+# ---- The reference: pytorch/examples fast_neural_style, reimplemented the same way -------------------------
+class RefConvLayer(nn.Module):
+    def __init__(self, cin: int, cout: int, k: int, stride: int = 1) -> None:
+        super().__init__()
+        self.reflection_pad = nn.ReflectionPad2d(k // 2)
+        self.conv2d = nn.Conv2d(cin, cout, k, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2d(self.reflection_pad(x))
+
+
+class RefResidualBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1, self.in1 = RefConvLayer(c, c, 3), nn.InstanceNorm2d(c, affine=True)
+        self.conv2, self.in2 = RefConvLayer(c, c, 3), nn.InstanceNorm2d(c, affine=True)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.in2(self.conv2(self.relu(self.in1(self.conv1(x))))) + x
+
+
+class RefUpsampleConvLayer(nn.Module):
+    def __init__(self, cin: int, cout: int, k: int, upsample: int) -> None:
+        super().__init__()
+        self.upsample = upsample
+        self.reflection_pad = nn.ReflectionPad2d(k // 2)
+        self.conv2d = nn.Conv2d(cin, cout, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, mode="nearest", scale_factor=self.upsample)
+        return self.conv2d(self.reflection_pad(x))
+
+
+class RefTransformerNet(nn.Module):
+    def __init__(self, c: int = 32) -> None:
+        super().__init__()
+        self.conv1, self.in1 = RefConvLayer(3, c, 9), nn.InstanceNorm2d(c, affine=True)
+        self.conv2, self.in2 = RefConvLayer(c, 2 * c, 3, 2), nn.InstanceNorm2d(2 * c, affine=True)
+        self.conv3, self.in3 = RefConvLayer(2 * c, 4 * c, 3, 2), nn.InstanceNorm2d(4 * c, affine=True)
+        self.res = nn.Sequential(*(RefResidualBlock(4 * c) for _ in range(5)))
+        self.deconv1, self.in4 = RefUpsampleConvLayer(4 * c, 2 * c, 3, 2), nn.InstanceNorm2d(2 * c, affine=True)
+        self.deconv2, self.in5 = RefUpsampleConvLayer(2 * c, c, 3, 2), nn.InstanceNorm2d(c, affine=True)
+        self.deconv3 = RefConvLayer(c, 3, 9)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.in1(self.conv1(x)))
+        y = self.relu(self.in2(self.conv2(y)))
+        y = self.relu(self.in3(self.conv3(y)))
+        y = self.res(y)
+        y = self.relu(self.in4(self.deconv1(y)))
+        y = self.relu(self.in5(self.deconv2(y)))
+        return self.deconv3(y)
+
+
+class RefVgg16(nn.Module):
+    """All four slices, always: the content batch too goes through relu4_3."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        features = models.vgg16(weights=None).features
+        self.slice1, self.slice2 = features[:4], features[4:9]
+        self.slice3, self.slice4 = features[9:16], features[16:23]
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor):  # noqa: ANN201
+        h1 = self.slice1(x)
+        h2 = self.slice2(h1)
+        h3 = self.slice3(h2)
+        h4 = self.slice4(h3)
+        return namedtuple("VggOutputs", ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])(h1, h2, h3, h4)
+
+
+def ref_gram(y: torch.Tensor) -> torch.Tensor:
+    b, ch, h, w = y.size()
+    features = y.view(b, ch, w * h)
+    return features.bmm(features.transpose(1, 2)) / (ch * h * w)
+
+
+def ref_normalize_batch(batch: torch.Tensor) -> torch.Tensor:
+    mean = batch.new_tensor([0.485, 0.456, 0.406]).view(-1, 1, 1)
+    std = batch.new_tensor([0.229, 0.224, 0.225]).view(-1, 1, 1)
+    batch = batch.div_(255.0)
+    return (batch - mean) / std
+
+
+def ref_train_step(device: torch.device, batch: int, size: int, style: torch.Tensor) -> Callable[[torch.Tensor], None]:
+    transformer = RefTransformerNet().to(device)
+    vgg = RefVgg16().to(device)
+    optimizer = torch.optim.Adam(transformer.parameters(), 1e-3)
+    style = style.mul(255).repeat(batch, 1, 1, 1).to(device)
+    gram_style = [ref_gram(y) for y in vgg(ref_normalize_batch(style))]
+    mse = nn.MSELoss()
+
+    def step(x: torch.Tensor) -> None:
+        x = x.mul(255)
+        n_batch = len(x)
+        optimizer.zero_grad()
+        y = ref_normalize_batch(transformer(x))
+        x = ref_normalize_batch(x)
+        features_y, features_x = vgg(y), vgg(x)
+        content_loss = 1e5 * mse(features_y.relu2_2, features_x.relu2_2)
+        style_loss = 0.0
+        for ft_y, gm_s in zip(features_y, gram_style, strict=True):
+            style_loss += mse(ref_gram(ft_y), gm_s[:n_batch, :, :])
+        (content_loss + 1e10 * style_loss).backward()
+        optimizer.step()
+
+    return step
+
+
+# ---- fastnst's product paths ----------------------------------------------------------------------------------
+def fast_train_step(device: torch.device, precision: str, channels_last: bool, compile: bool, channels: int,
+                    style: torch.Tensor) -> Callable[[torch.Tensor], None]:
+    """The LightningModule's own loss code (StyleTransferModule._losses), under autocast as Lightning's
+    bf16-mixed plugin runs it, with Adam."""
+    layers = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0}
+    vgg = VGGFeatures("vgg16", [*layers], weights="random")
+    loss = PerceptualLoss(vgg, {"relu2_2": 1.0}, layers, 1.0, 1e5, 0.0)
+    module = StyleTransferModule(TransformerNet(channels), loss, lambda p: torch.optim.Adam(p, 1e-3), style,
+                                 channels_last=channels_last).to(device)
+    if compile:
+        module.network.compile()
+    module.loss.set_style(module.style_image)
+    optimizer = module.configure_optimizers()
+    use_bf16 = precision == "bf16"
+
+    def step(x: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            total = module._losses(x)["total"]
+        total.backward()
+        optimizer.step()
+
+    return step
+
+
+# ---- timing ---------------------------------------------------------------------------------------------------
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def flops(fn: Callable[[], object]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def row(cells: list[object]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--quick", action="store_true", help="a one-minute check: fewer sizes and repeats")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile rows (default on CUDA)")
+    parser.add_argument("--sizes", help="inference sizes, e.g. 256,512,1024,1920x1080")
+    parser.add_argument("--train-size", type=int)
+    parser.add_argument("--train-batches", help="e.g. 4,16,64")
+    parser.add_argument("--frames", type=int, help="frames per batch for the batched inference rows")
+    args = parser.parse_args()
+    cuda = torch.cuda.is_available() and args.device != "cpu"
+    device = torch.device("cuda" if cuda else "cpu")
+    torch.backends.cudnn.benchmark = True
+    torch.manual_seed(0)
+    if cuda:
+        sizes = args.sizes or "256,512,1024,1920x1080"
+        train_size, batches, frames = args.train_size or 256, args.train_batches or "4,16,64", args.frames or 8
+        warmup, repeats, compile_rows = 3, 10, True
+    else:
+        sizes = args.sizes or ("256" if args.quick else "256,512")
+        train_size = args.train_size or (64 if args.quick else 128)
+        batches = args.train_batches or ("4" if args.quick else "4,8")
+        frames, warmup, repeats, compile_rows = args.frames or 4, 1, 2 if args.quick else 3, args.compile
+    if args.quick:
+        repeats = min(repeats, 3)
+    name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
+    print(f"# fastnst benchmark — {name}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}\n")
+    dtypes = ["fp32", "bf16"] if cuda else ["fp32"]
+
+    print("## Inference (frames/s; ratio to the pytorch/examples reference at the same size)\n")
+    print(row(["size", "model", "precision", "layout", "compile", "batch", "frames/s", "ratio", "TFLOP/s"]))
+    print(row(["---"] * 9))
+    for spec in sizes.split(","):
+        w, h = (int(v) for v in spec.split("x")) if "x" in spec else (int(spec), int(spec))
+        x1 = torch.rand(1, 3, h, w, device=device)
+        ref = RefTransformerNet().to(device).eval()
+        with torch.no_grad():
+            ref_s = seconds(partial(ref, x1 * 255), device, warmup, repeats)
+            frame_flops = flops(partial(ref, x1))
+        print(row([f"{w}x{h}", "reference", "fp32", "NCHW", "no", 1, f"{1 / ref_s:.2f}", "1.00",
+                   f"{frame_flops / ref_s / 1e12:.2f}"]))
+        del ref
+        for channels, label in ((32, "johnson"), (16, "johnson_small")):
+            small_flops = frame_flops if channels == 32 else None
+            for precision in dtypes:
+                for channels_last in (False, True):
+                    for compiled in (False, True) if compile_rows else (False,):
+                        if channels == 16 and (precision != "fp32" or channels_last or compiled) and not cuda:
+                            continue  # on a CPU, only the default path of the small model
+                        stylizer = Stylizer(TransformerNet(channels), device=device.type, precision=precision,
+                                            channels_last=channels_last, compile=compiled)
+                        for batch in (1, frames):
+                            xb = torch.rand(batch, 3, h, w, device=device)
+                            s = seconds(partial(stylizer.stylize_tensor, xb), device, warmup + 2 * compiled, repeats)
+                            if small_flops is None:
+                                small_flops = flops(partial(stylizer.run_network, x1))
+                            fps = batch / s
+                            print(row([f"{w}x{h}", label, precision, "channels_last" if channels_last else "NCHW",
+                                       "yes" if compiled else "no", batch, f"{fps:.2f}", f"{fps * ref_s:.2f}",
+                                       f"{small_flops * fps / 1e12:.2f}"]), flush=True)
+
+    print(f"\n## Training at {train_size}x{train_size} (images/s; ratio to the reference at the same batch)\n")
+    print(row(["batch", "path", "precision", "layout", "compile", "images/s", "ratio", "TFLOP/s"]))
+    print(row(["---"] * 8))
+    style = torch.rand(1, 3, train_size, train_size)
+    for batch in (int(b) for b in batches.split(",")):
+        x = torch.rand(batch, 3, train_size, train_size, device=device)
+        ref_step = ref_train_step(device, batch, train_size, style)
+        # The reference divides its input in place, so it gets a fresh copy each step (as a loader would).
+        ref_s = seconds(lambda step=ref_step, x=x: step(x.clone()), device, warmup, repeats)
+        ref_flops = flops(lambda step=ref_step, x=x: step(x.clone()))
+        print(row([batch, "reference", "fp32", "NCHW", "no", f"{batch / ref_s:.2f}", "1.00",
+                   f"{ref_flops / ref_s / 1e12:.2f}"]), flush=True)
+        del ref_step
+        for precision in dtypes:
+            for channels_last in (False, True):
+                for compiled in (False, True) if compile_rows else (False,):
+                    step = fast_train_step(device, precision, channels_last, compiled, 32, style.to(device))
+                    step_flops = flops(partial(step, x))
+                    s = seconds(partial(step, x), device, warmup + 2 * compiled, repeats)
+                    print(row([batch, "fastnst", precision, "channels_last" if channels_last else "NCHW",
+                               "yes" if compiled else "no", f"{batch / s:.2f}", f"{ref_s / s:.2f}",
+                               f"{step_flops / s / 1e12:.2f}"]), flush=True)
+                    del step
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
