@@ -73,7 +73,7 @@ def run(cfg: DictConfig) -> Path | None:
                                  temporal_weight=cfg.loss.temporal_weight, channels_last=cfg.channels_last,
                                  nan_check_every_n_steps=cfg.nan_check_every_n_steps)
     if cfg.compile:
-        module.network.compile()
+        module.network.compile(mode=cfg.compile_mode)
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step}", save_last=True,
                                   save_top_k=0, every_n_train_steps=cfg.checkpoint_every_n_steps)
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)

@@ -9,7 +9,10 @@ The output is written under a temporary name and renamed only when complete.
 from __future__ import annotations
 
 import logging
+import queue
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -124,30 +127,19 @@ def _pipeline(stylizer: Stylizer, inp: av.container.InputContainer, in_v: av.vid
     streams = [s for s in (in_v, in_a if audio_out is not None else None) if s is not None]
     decoded = 0
     pending_audio: list[av.Packet] = []  # the header is written at the first mux: video stream first
-    packets = inp.demux(*streams)
-    try:
-        while True:
-            try:  # only reading and decoding may fail softly (a truncated file); encoding errors propagate
-                packet = next(packets)
-                frames = packet.decode() if packet.stream.type == "video" else []
-            except StopIteration:
-                break
-            except av.error.FFmpegError as err:
-                log.warning("%s: decoding stopped early (%s)", src, err)
-                break
-            if packet.stream.type == "audio":
-                pending_audio.append(packet)
+    with _Prefetch(_read(inp, streams, src), depth=2 * video.batch_size) as items:
+        for kind, item in items:
+            if kind == "audio":
+                pending_audio.append(item)
                 if state.stream is not None:
                     for p in pending_audio:
                         _write_audio(p, audio_out, audio_mode, out)
                     pending_audio.clear()
                 continue
-            for frame in frames:
-                state.push(frame)
-                decoded += 1
-                bar.update(1)
-    finally:
-        bar.close()
+            state.push(item)
+            decoded += 1
+            bar.update(1)
+    bar.close()
     if decoded == 0:
         raise FastNSTError(f"{src}: no video frame could be decoded")
     state.flush()
@@ -157,6 +149,76 @@ def _pipeline(stylizer: Stylizer, inp: av.container.InputContainer, in_v: av.vid
         for pkt in audio_out.encode(None):
             out.mux(pkt)
     return VideoReport(decoded, max(expected, decoded) if expected else decoded, audio_mode, state.size)
+
+
+def _read(inp: av.container.InputContainer, streams: list[av.stream.Stream],
+          src: Path) -> Iterator[tuple[str, object]]:
+    """("frame", VideoFrame) and ("audio", Packet) in file order. Only reading and decoding may
+    fail softly (a truncated file ends the clip early); errors elsewhere propagate."""
+    packets = inp.demux(*streams)
+    while True:
+        try:
+            packet = next(packets)
+            frames = packet.decode() if packet.stream.type == "video" else None
+        except StopIteration:
+            return
+        except av.error.FFmpegError as err:
+            log.warning("%s: decoding stopped early (%s)", src, err)
+            return
+        if frames is None:
+            yield "audio", packet
+        else:
+            yield from (("frame", f) for f in frames)
+
+
+class _Prefetch:
+    """Runs an iterator in a background thread, ``depth`` items ahead, so decoding overlaps with
+    stylizing and encoding (FFmpeg releases the GIL while it decodes). The thread is always joined
+    before the block ends, so the input container is never closed under it."""
+
+    _END = object()
+
+    def __init__(self, iterator: Iterator[tuple[str, object]], depth: int) -> None:
+        self.iterator, self.queue = iterator, queue.Queue(maxsize=max(1, depth))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._work, daemon=True)
+
+    def _work(self) -> None:
+        try:
+            for item in self.iterator:
+                while not self.stop.is_set():
+                    try:
+                        self.queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self.stop.is_set():
+                    return
+            self.queue.put(self._END)
+        except BaseException as err:  # handed to the consumer, raised there
+            self.queue.put(err)
+
+    def __enter__(self) -> Iterator[tuple[str, object]]:
+        self.thread.start()
+        return self._items()
+
+    def _items(self) -> Iterator[tuple[str, object]]:
+        while True:
+            item = self.queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        while self.thread.is_alive():
+            try:
+                self.queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self.thread.join()
 
 
 def _audio_stream(in_a: av.audio.stream.AudioStream | None, out: av.container.OutputContainer,
