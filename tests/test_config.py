@@ -49,3 +49,19 @@ def test_unknown_style_is_a_one_line_error() -> None:
     proc = subprocess.run([sys.executable, "train.py", "style=nope"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown style 'nope'" in proc.stderr
+
+
+def test_a_multirun_sweep_trains_each_setting(tmp_path: Path) -> None:
+    from conftest import make_image
+
+    style = make_image(tmp_path / "style.jpg", (40, 40))
+    proc = subprocess.run([sys.executable, "train.py", "-m", "experiment=smoke", f"style.image={style}",
+                           "loss.style_weight=1e3,1e4", "trainer.max_steps=2", "trainer.enable_progress_bar=false",
+                           f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = sorted((tmp_path / "sweep").glob("*/starry_night.safetensors"))
+    assert [r.parent.name for r in runs] == ["0", "1"]
+    from fastnst.modelfile import read_metadata
+
+    assert [read_metadata(r)["loss"]["style_weight"] for r in runs] == [1e3, 1e4]
