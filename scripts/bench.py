@@ -205,6 +205,26 @@ def row(cells: list[object]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
+def profile(device: torch.device, size: int, batch: int, precision: str) -> int:
+    """The operators that take the time in a few of fastnst's training steps."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    style = torch.rand(1, 3, size, size, device=device)
+    step = fast_train_step(device, precision, False, False, 32, style)
+    x = torch.rand(batch, 3, size, size, device=device)
+    step(x)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        for _ in range(3):
+            step(x)
+        sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"## Profile: 3 training steps, batch {batch} at {size}x{size}, {precision}, {device.type}\n")
+    print(prof.key_averages().table(sort_by=key, row_limit=15))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -214,6 +234,8 @@ def main() -> int:
     parser.add_argument("--train-size", type=int)
     parser.add_argument("--train-batches", help="e.g. 4,16,64")
     parser.add_argument("--frames", type=int, help="frames per batch for the batched inference rows")
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile fastnst's training step: where the time goes")
     args = parser.parse_args()
     cuda = torch.cuda.is_available() and args.device != "cpu"
     device = torch.device("cuda" if cuda else "cpu")
@@ -231,6 +253,8 @@ def main() -> int:
     if args.quick:
         repeats = min(repeats, 3)
     name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
+    if args.profile:
+        return profile(device, train_size, int(batches.split(",")[0]), "bf16" if cuda else "fp32")
     print(f"# fastnst benchmark — {name}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}\n")
     dtypes = ["fp32", "bf16"] if cuda else ["fp32"]
 
