@@ -15,9 +15,13 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastnst.errors import FastNSTError
 from fastnst.images import IMAGE_EXTENSIONS
+
+if TYPE_CHECKING:  # the heavy modules are imported by the commands that need them
+    from fastnst.stylize import StylizeOptions, Stylizer
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif"})
 STDIO = Path("-")
@@ -205,7 +209,7 @@ def _batches(jobs: list[Job], size: int) -> Iterator[list[Job]]:
         yield jobs[start:start + size]
 
 
-def _stylize_images(stylizer: object, batch: list[Job], options: object, quality: int) -> list[str]:
+def _stylize_images(stylizer: Stylizer, batch: list[Job], options: StylizeOptions, quality: int) -> list[str]:
     from PIL import Image
 
     from fastnst.images import open_image, save_image
@@ -229,7 +233,7 @@ def _stylize_images(stylizer: object, batch: list[Job], options: object, quality
             failures.append(str(err))
     if not loaded:
         return failures
-    results = stylizer.stylize_many([img for _, img in loaded], options)  # type: ignore[attr-defined]
+    results = stylizer.stylize_many([img for _, img in loaded], options)
     for (job, src), out in zip(loaded, results, strict=True):
         try:
             if job.target == STDIO:
