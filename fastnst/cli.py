@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "and resize back: below 1 gives larger strokes (default 1)")
     s.add_argument("--strength", type=float, default=1.0, help="0 keeps the photo, 1 full style (default 1)")
     s.add_argument("--preserve-color", action="store_true", help="keep the photo's colours")
-    s.add_argument("--tile", type=int, help="process in tiles of this side (px); automatic when needed")
+    s.add_argument("--tile", type=int, help="process in tiles of this side (px); automatic when needed, 0 never")
     s.add_argument("--overlap", type=int, default=64, help="tile overlap, feathered (px, default 64)")
     s.add_argument("--batch-size", type=int, default=1, help="images of one size per forward pass")
     s.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")

@@ -113,6 +113,9 @@ def test_automatic_tiling_when_memory_is_short(stylizer: Stylizer, monkeypatch) 
     monkeypatch.setattr(mod, "run_tiled", lambda *a: calls.append(a) or torch.zeros(1, 3, 2000, 40))
     stylizer.stylize_tensor(torch.rand(1, 3, 2000, 40))
     assert calls and calls[0][2] == 1024
+    calls.clear()
+    stylizer.stylize_tensor(torch.rand(1, 3, 2000, 40), StylizeOptions(tile=0))  # 0: never tile
+    assert not calls
 
 
 def test_batches_of_one_size_match_single_images(stylizer: Stylizer, tmp_path: Path) -> None:
