@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -50,8 +49,6 @@ def build_loss(cfg: DictConfig, seed: int = 0) -> PerceptualLoss:
     layers = [*cfg.content_layers, *cfg.style_layers]
     weights = str(cfg.vgg_weights)
     if weights == "random":
-        warnings.warn("loss.vgg_weights=random: the loss network is randomly initialised, so results "
-                      "will NOT look like the style. Use the ImageNet weights for real runs.", stacklevel=1)
         log.warning("RANDOM VGG WEIGHTS: results will not look like the style (tests and smoke runs only)")
     vgg = VGGFeatures(cfg.vgg, layers, weights=weights, seed=seed)
     return PerceptualLoss(vgg, dict(cfg.content_layers), dict(cfg.style_layers), cfg.content_weight,

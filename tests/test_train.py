@@ -171,3 +171,18 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_in_agreement(style_path: Path, tmp
     sums = dict(re.findall(r"rank (\d): network parameter checksum (-?[\d.]+)", log))
     assert set(sums) == {"0", "1"} and sums["0"] == sums["1"]
     assert read_metadata(tmp_path / "run" / "starry_night.safetensors")["steps"] == 3
+
+
+def test_train_py_bad_data_root_is_one_line_and_exit_2(style_path: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    args = [sys.executable, "train.py", "style=custom", f"style.image={style_path}", "loss.vgg_weights=random",
+            f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: data.root") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
