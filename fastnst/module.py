@@ -54,16 +54,17 @@ class StyleTransferModule(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.network(x)
 
-    def _losses(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+    def compute_losses(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The stylized batch and the weighted loss terms."""
         out = self(batch)
         terms = self.loss(out, batch)
         if self.temporal_weight > 0:
             terms["temporal"] = self.temporal_weight * temporal_loss(self, batch, out)
             terms["total"] = terms["total"] + terms["temporal"]
-        return terms
+        return out, terms
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        terms = self._losses(batch)
+        _, terms = self.compute_losses(batch)
         # A sync per check; a NaN must stop the run before a checkpoint stores broken weights.
         if self.global_step % self.nan_check_every_n_steps == 0 and not torch.isfinite(terms["total"]):
             last = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none written yet"
@@ -84,12 +85,11 @@ class StyleTransferModule(L.LightningModule):
         self._last_time = now
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        terms = self._losses(batch)
+        out, terms = self.compute_losses(batch)
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
                       batch_size=batch.shape[0])
         if batch_idx == 0 and hasattr(self.logger, "experiment") and hasattr(self.logger.experiment, "add_image"):
-            out = self(batch).clamp(0, 1).float()
-            pairs = torch.stack([batch.float(), out], dim=1).flatten(0, 1)  # content | stylized, per row
+            pairs = torch.stack([batch.float(), out.clamp(0, 1).float()], dim=1).flatten(0, 1)  # content | stylized
             self.logger.experiment.add_image("samples", make_grid(pairs, nrow=2, padding=2), self.global_step)
         self._last_time = None  # validation time is not training throughput
 

@@ -153,7 +153,7 @@ def ref_train_step(device: torch.device, batch: int, size: int, style: torch.Ten
 # ---- fastnst's product paths ----------------------------------------------------------------------------------
 def fast_train_step(device: torch.device, precision: str, channels_last: bool, compile: bool, channels: int,
                     style: torch.Tensor) -> Callable[[torch.Tensor], None]:
-    """The LightningModule's own loss code (StyleTransferModule._losses), under autocast as Lightning's
+    """The LightningModule's own loss code (StyleTransferModule.compute_losses), under autocast as Lightning's
     bf16-mixed plugin runs it, with Adam."""
     layers = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0}
     vgg = VGGFeatures("vgg16", [*layers], weights="random")
@@ -169,7 +169,7 @@ def fast_train_step(device: torch.device, precision: str, channels_last: bool, c
     def step(x: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            total = module._losses(x)["total"]
+            total = module.compute_losses(x)[1]["total"]
         total.backward()
         optimizer.step()
 
