@@ -1,12 +1,13 @@
 """Does the temporal loss make a stable network, and what does it cost in style loss?
 
     python scripts/temporal_experiment.py --style-image ../shared/assets/styles/starry_night.jpg \
-        --data ../shared/assets/train --held-out ../shared/assets/content --steps 600 --weight 100
+        --data ../shared/assets/train --held-out ../shared/assets/content --steps 1000 --weights 3,10
 
-Trains two networks with train.py on the same style, data, seed and step count, one with
-``loss.temporal_weight=0`` and one with ``--weight``; then, on held-out photos, prints the warping
-error on synthetic-motion clips (fastnst.flicker) and the style loss, with the ratios. Extra
-arguments after ``--`` go to both training runs (e.g. ``-- loss.vgg_weights=random``).
+Trains networks with train.py on the same style, data, seed and step count, one with
+``loss.temporal_weight=0`` and one for each of ``--weights``; then, on held-out photos, prints the
+warping error on synthetic-motion clips (fastnst.flicker) and the style loss, with the changes
+against the baseline. A run whose stylizer already exists in ``--out`` is reused. Extra arguments
+after ``--`` go to every training run (e.g. ``-- loss.vgg_weights=random``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def train(out: Path, weight: float, args: argparse.Namespace, extra: list[str]) -> Path:
+    existing = out / f"temporal{weight:g}.safetensors"
+    if existing.is_file() and read_metadata(existing).get("steps") == args.steps:
+        return existing
     cmd = [sys.executable, "train.py", "style=custom", f"style.image={args.style_image}",
            f"style.name=temporal{weight:g}", f"data.root={args.data}", f"data.image_size={args.image_size}",
            f"model={args.model}", f"trainer.max_steps={args.steps}", "trainer=cpu" if args.cpu else "trainer=default",
@@ -74,7 +78,7 @@ def main() -> None:
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--held-out", required=True, type=Path)
     parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--weight", type=float, default=100.0)
+    parser.add_argument("--weights", default="3,10", help="temporal weights to compare with 0")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--eval-size", type=int, default=192)
     parser.add_argument("--model", default="johnson_small")
@@ -85,17 +89,16 @@ def main() -> None:
     extra = [e for e in extra if e != "--"]
     photos = held_out(args.held_out, args.eval_size)
     results = {}
-    for weight in (0.0, args.weight):
+    for weight in (0.0, *(float(w) for w in args.weights.split(","))):
         model = train(args.out.resolve() / f"w{weight:g}", weight, args, extra)
         results[weight] = evaluate(model, photos, args.style_image)
-    base, temporal = results[0.0], results[args.weight]
-    print("| temporal_weight | warping error | style loss (held-out) |\n|---|---|---|")
+    base = results[0.0]
+    print("| temporal_weight | warping error | change | style loss (held-out) | change |\n|---|---|---|---|---|")
     for weight, r in results.items():
-        print(f"| {weight:g} | {r['warp']:.6f} | {r['style']:.4f} |")
-    print(f"\nwarping error: {100 * (1 - temporal['warp'] / base['warp']):.1f}% lower; "
-          f"style loss: {100 * (temporal['style'] / base['style'] - 1):+.1f}% "
-          f"({args.steps} steps, {args.model}, {args.image_size} px, {len(photos)} held-out photos)")
-
+        print(f"| {weight:g} | {r['warp']:.6f} | {100 * (r['warp'] / base['warp'] - 1):+.1f}% "
+              f"| {r['style']:.5f} | {100 * (r['style'] / base['style'] - 1):+.1f}% |")
+    print(f"\n{args.steps} steps, {args.model}, {args.image_size} px crops, seed {args.seed}; "
+          f"evaluated on {len(photos)} held-out photos at {args.eval_size} px")
 
 if __name__ == "__main__":
     main()

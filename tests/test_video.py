@@ -207,3 +207,18 @@ def test_an_interrupt_leaves_no_file_that_looks_finished(stylizer: Stylizer, tmp
     with pytest.raises(KeyboardInterrupt):
         stylize_video(stylizer, src, tmp_path / "out.mp4", progress=False)
     assert no_output(tmp_path)
+
+
+def test_flicker_script_prints_both_measures(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    torch.manual_seed(1)
+    model = save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "m.safetensors", {})
+    clip = make_clip(tmp_path / "clip.mp4", frames=8)
+    proc = subprocess.run([sys.executable, "scripts/flicker.py", "--model", str(model), str(clip), "--device", "cpu"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "warping error (synthetic motion):" in proc.stdout and "flicker ratio (real clip, 8 frames):" in proc.stdout
