@@ -6,12 +6,13 @@ import av
 import pytest
 import torch
 
-from conftest import SHARED
 from fastnst.images import find_images, load_rgb, open_image
 from fastnst.modelfile import save_stylizer
 from fastnst.stylize import StylizeOptions, Stylizer
 from fastnst.transformer import TransformerNet
 from fastnst.video import stylize_video
+
+from conftest import SHARED
 
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/assets is not here")
 

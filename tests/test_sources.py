@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from torchvision import models
 
-from conftest import make_image
 from fastnst import sources
 from fastnst.errors import FastNSTError
 from fastnst.vgg import VGGFeatures
+
+from conftest import make_image
 
 
 @pytest.fixture
