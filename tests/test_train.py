@@ -142,7 +142,8 @@ def test_a_prepared_cache_trains_without_decoding(style_path: Path, image_folder
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "8 images of 40x40" in proc.stdout and "1 unreadable skipped" in proc.stdout
-    cfg = compose_train([*tiny_train_overrides(style_path, image_folder, steps=3), f"data.cache={cache}"], tmp_path / "r")
+    overrides = [*tiny_train_overrides(style_path, image_folder, steps=3), f"data.cache={cache}"]
+    cfg = compose_train(overrides, tmp_path / "r")
     assert read_metadata(run(cfg))["steps"] == 3
 
 
