@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tile", type=int, help="process in tiles of this side (px); automatic when needed, 0 never")
     s.add_argument("--overlap", type=int, default=64, help="tile overlap, feathered (px, default 64)")
     s.add_argument("--batch-size", type=int, default=1, help="images of one size per forward pass")
+    s.add_argument("--compile", action="store_true", help="torch.compile the network: a warm-up of ~20 s, "
+                   "then faster (worth it for videos and big folders; see scripts/bench.py)")
     s.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
     s.add_argument("--codec", default=None, help="video codec (default libx264 for mp4/mov/mkv)")
     s.add_argument("--crf", type=int, default=None, help="video quality: lower is better (x264 default 18)")
@@ -176,7 +178,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
                              preserve_color=args.preserve_color, tile=args.tile, overlap=args.overlap)
     if args.batch_size < 1:
         raise FastNSTError("--batch-size must be at least 1")
-    stylizer = Stylizer.from_file(args.model, args.device, args.precision)
+    stylizer = Stylizer.from_file(args.model, args.device, args.precision, compile=args.compile)
     jobs, failures = plan(args.inputs, args.output, args.recursive, stylizer.style_name)
     total = len(jobs) + len(failures)
     images = [j for j in jobs if j.source.suffix.lower() not in VIDEO_EXTENSIONS]
