@@ -249,7 +249,8 @@ def main() -> int:
         sizes = args.sizes or ("256" if args.quick else "256,512")
         train_size = args.train_size or (64 if args.quick else 128)
         batches = args.train_batches or ("4" if args.quick else "4,8")
-        frames, warmup, repeats, compile_rows = args.frames or 4, 1, 2 if args.quick else 3, args.compile
+        # CPU timings wander by 10-20% between runs on a shared machine: more repeats, medians.
+        frames, warmup, repeats, compile_rows = args.frames or 4, 2, 2 if args.quick else 7, args.compile
     if args.quick:
         repeats = min(repeats, 3)
     name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
