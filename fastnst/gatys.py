@@ -5,6 +5,7 @@ that trains the feed-forward networks, so weights tuned in one carry over to the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ Callback = Callable[[int, dict[str, torch.Tensor], torch.Tensor], None]
 
 @dataclass
 class GatysResult:
-    image: torch.Tensor  # (1, 3, H, W) in [0, 1]: the last image with a finite loss
+    image: torch.Tensor  # (1, 3, H, W) in [0, 1]: the lowest-loss image (the last good one after a NaN)
     losses: list[float] = field(default_factory=list)  # total loss per iteration, all scales
     diverged_at: int | None = None  # the iteration whose loss was not finite, if any
 
@@ -97,16 +98,23 @@ def _run_scale(loss: PerceptualLoss, image: torch.Tensor, targets: dict[str, tor
         last.update(terms)
         return terms["total"]
 
+    # The loss evaluated in a step is that of the image before the step. L-BFGS without a line search
+    # occasionally jumps far uphill late in a run (measured at 256 px), so the lowest-loss image is kept.
+    best, best_loss = pixels.detach().clone(), float("inf")
     for _ in range(steps):
-        good = pixels.detach().clone()
+        before = pixels.detach().clone()
         opt.step(closure)
-        if not torch.isfinite(last["total"]):
-            result.image, result.diverged_at = good, step
-            return good, step
+        total = float(last["total"].detach())
+        if not math.isfinite(total):
+            result.image, result.diverged_at = best if best_loss < float("inf") else before, step
+            return result.image, step
+        if total < best_loss:
+            best, best_loss = before, total
         with torch.no_grad():
             pixels.clamp_(0, 1)
-        result.losses.append(float(last["total"].detach()))
+        result.losses.append(total)
         step += 1
         if callback is not None:
             callback(step, {k: v.detach() for k, v in last.items()}, pixels.detach())
-    return pixels.detach(), step
+    final = float(loss(pixels.detach(), targets=targets)["total"])
+    return (pixels.detach() if final <= best_loss else best), step

@@ -120,7 +120,7 @@ def _pipeline(stylizer: Stylizer, inp: av.container.InputContainer, in_v: av.vid
         raise FastNSTError(f"video codec {codec!r} is not available in this FFmpeg build")
     if supported is not None and codec not in supported:
         raise FastNSTError(f"a {ext} file cannot hold {codec!r} video; choose another --codec or extension")
-    expected = in_v.frames or 0
+    expected = _expected_frames(inp, in_v)
     state = _EncoderState(stylizer, in_v, out, codec, options, video)
     audio_out, audio_mode = _audio_stream(in_a, out, ext)
     bar = tqdm(total=expected or None, unit="frame", disable=not progress, file=sys.stderr, desc=src.name)
@@ -149,6 +149,18 @@ def _pipeline(stylizer: Stylizer, inp: av.container.InputContainer, in_v: av.vid
         for pkt in audio_out.encode(None):
             out.mux(pkt)
     return VideoReport(decoded, max(expected, decoded) if expected else decoded, audio_mode, state.size)
+
+
+def _expected_frames(inp: av.container.InputContainer, in_v: av.video.stream.VideoStream) -> int:
+    """The frame count the file declares (mp4 does; for mkv and others, duration x frame rate), 0 if unknown."""
+    if in_v.frames:
+        return in_v.frames
+    rate = in_v.average_rate or in_v.guessed_rate
+    if in_v.duration and in_v.time_base and rate:
+        return round(float(in_v.duration * in_v.time_base * rate))
+    if inp.duration and rate:
+        return round(inp.duration / av.time_base * float(rate))
+    return 0
 
 
 def _read(inp: av.container.InputContainer, streams: list[av.stream.Stream],

@@ -180,3 +180,10 @@ def test_the_installed_command_runs(model: Path, tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "a_toy.png").is_file()
+
+
+def test_the_stylize_path_imports_neither_lightning_nor_hydra() -> None:
+    code = ("import sys, fastnst.cli, fastnst.stylize, fastnst.video, fastnst.export; "
+            "bad = [m for m in ('lightning', 'hydra', 'tensorboard') if m in sys.modules]; print(bad)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr

@@ -62,6 +62,15 @@ def test_coarse_to_fine_ends_at_the_last_scale(loss: PerceptualLoss) -> None:
     assert sizes == [(24, 16), (24, 16), (48, 32), (48, 32)]
 
 
+def test_preserve_color_keeps_the_photos_chroma(loss: PerceptualLoss) -> None:
+    from fastnst.color import rgb_to_ycbcr
+
+    content = 0.3 + 0.4 * torch.rand(1, 3, 32, 32)
+    result = optimize(loss, content, steps=3, init="noise", preserve_color=True)
+    chroma = lambda x: rgb_to_ycbcr(x)[:, 1:]  # noqa: E731
+    assert (chroma(result.image) - chroma(content)).abs().mean() < 0.02
+
+
 def test_a_diverging_run_keeps_the_last_good_image(loss: PerceptualLoss) -> None:
     content = torch.rand(1, 3, 32, 32)
     calls = {"n": 0}

@@ -183,6 +183,8 @@ def test_truncated_clip_keeps_what_decodes_and_warns(stylizer: Stylizer, tmp_pat
     src.write_bytes(full.read_bytes()[: full.stat().st_size * 6 // 10])
     report = stylize_video(stylizer, src, tmp_path / "out.mkv", progress=False)
     assert 0 < report.frames < 30 and probe(tmp_path / "out.mkv")["frames"] == report.frames
+    assert report.expected_frames == 30  # from the header's duration x frame rate
+    assert f"{30 - report.frames} of 30 frames could not be decoded" in capsys.readouterr().err
 
 
 def test_container_that_cannot_hold_the_codec(stylizer: Stylizer, tmp_path: Path) -> None:
