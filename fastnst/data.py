@@ -69,7 +69,8 @@ class CachedImages(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         if self.array is None:
             self.array = np.load(self.path, mmap_mode="r")
-        img = torch.from_numpy(np.ascontiguousarray(self.array[self.indices[index]])).permute(2, 0, 1)
+        # A copy: the memmap is read-only, and torch wants writable memory.
+        img = torch.from_numpy(np.array(self.array[self.indices[index]])).permute(2, 0, 1)
         s, size = self.image_size, img.shape[-1]
         if self.train:
             top, left = (int(v) for v in torch.randint(0, size - s + 1, (2,)))
