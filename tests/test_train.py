@@ -187,3 +187,28 @@ def test_train_py_bad_data_root_is_one_line_and_exit_2(style_path: Path, tmp_pat
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: data.root") and "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_ctrl_c_still_exports_what_was_trained(style_path: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "train.py", "experiment=smoke", f"style.image={style_path}", "trainer.max_steps=100000",
+            "trainer.log_every_n_steps=1", f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false"]
+    # SIGINT must not be ignored in the child (it is for background jobs of a non-interactive shell).
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not list(run_dir.glob("tensorboard/events*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # a few training steps
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    model = run_dir / "starry_night.safetensors"
+    assert proc.returncode != 0 and out.strip().splitlines()[-1] == str(model.resolve())
+    assert read_metadata(model)["steps"] > 0
