@@ -36,12 +36,15 @@ def check_group_choices(argv: Sequence[str], groups: Sequence[str], conf_dir: Pa
 
 
 def guarded(fn: Callable[..., T], *args: object) -> T:
-    """Call ``fn``; a FastNSTError becomes ``error: <message>`` on stderr and exit code 2."""
+    """Call ``fn``; a FastNSTError becomes ``error: <message>`` on stderr and exit code 2, and
+    Ctrl-C exit code 130 without a traceback (``fn`` has saved what it had by then)."""
     try:
         return fn(*args)
     except FastNSTError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def build_loss(cfg: DictConfig, seed: int = 0) -> PerceptualLoss:

@@ -146,3 +146,24 @@ def test_compare_runs_end_to_end(style_path: Path, tmp_path: Path) -> None:
     assert "| size | Gatys 2 | Gatys 4 | fast network | speed-up 2 | speed-up 4 |" in out
     assert "| 32x32 |" in out and "| 48x48 |" in out
     assert (tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_ctrl_c_saves_the_current_image(style_path: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    photo = make_image(tmp_path / "photo.png", (40, 30))
+    out = tmp_path / "result.png"
+    args = [sys.executable, "optimize.py", f"style.image={style_path}", "style.size=32", f"content={photo}",
+            "image_size=32", "optim.steps=100000", "loss.vgg_weights=random", "progress_bar=false",
+            f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "run").glob("tensorboard/events*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert f"saved the current image to {out}" in err and out.is_file()
