@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from fastnst.color import preserve_color as keep_color
 from fastnst.errors import FastNSTError
+from fastnst.images import fit_long_side, resize
 from fastnst.losses import PerceptualLoss
 
 # (global step, weighted loss terms, current image) -> None
@@ -27,13 +27,6 @@ class GatysResult:
     diverged_at: int | None = None  # the iteration whose loss was not finite, if any
 
 
-def resize_long_side(x: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    f = size / max(h, w)
-    new = (max(1, round(h * f)), max(1, round(w * f)))
-    return F.interpolate(x, size=new, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
-
-
 def initial_image(init: str, content: torch.Tensor, style: torch.Tensor | None, seed: int) -> torch.Tensor:
     """``content``: the photo; ``noise``: uniform white noise (Gatys et al.); ``style``: the style image
     resized to the photo's size."""
@@ -45,7 +38,7 @@ def initial_image(init: str, content: torch.Tensor, style: torch.Tensor | None, 
     if init == "style":
         if style is None:
             raise FastNSTError("optim.init=style needs the style image")
-        return F.interpolate(style, size=content.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+        return resize(style, tuple(content.shape[-2:]))
     raise FastNSTError(f"unknown optim.init {init!r}; choose content, noise or style")
 
 
@@ -67,19 +60,18 @@ def optimize(loss: PerceptualLoss, content: torch.Tensor, steps: int = 500, opti
     image: torch.Tensor | None = None
     step = 0
     for size in scales or [max(content.shape[-2:])]:
-        target = resize_long_side(content, size) if scales else content
+        target = fit_long_side(content, size) if scales else content
         if image is None:
             image = initial_image(init, target, style, seed)
         else:
-            image = F.interpolate(image, size=target.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+            image = resize(image, tuple(target.shape[-2:]))
         targets = loss.content_targets(target)  # once per scale, not per iteration
         image, step = _run_scale(loss, image, targets, steps, optimizer, lr, step, result, callback)
         if result.diverged_at is not None:
             return result
         result.image = image
     if preserve_color:
-        photo = F.interpolate(content, size=result.image.shape[-2:], mode="bicubic", align_corners=False)
-        result.image = keep_color(result.image, photo.clamp(0, 1))
+        result.image = keep_color(result.image, resize(content, tuple(result.image.shape[-2:])))
     return result
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fastnst.errors import FastNSTError
@@ -79,6 +80,21 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 3, *size), bicubic with antialiasing (for downscaling), clamped to [0, 1]."""
+    return F.interpolate(x.float(), size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def fit_long_side(x: torch.Tensor, size: int, upscale: bool = True) -> torch.Tensor:
+    """Resize so the long side is ``size``, keeping the aspect ratio; with ``upscale=False`` images
+    already that small are returned as they are."""
+    h, w = x.shape[-2:]
+    if not upscale and max(h, w) <= size:
+        return x
+    f = size / max(h, w)
+    return resize(x, (max(1, round(h * f)), max(1, round(w * f))))
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:

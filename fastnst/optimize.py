@@ -13,9 +13,9 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from fastnst.errors import FastNSTError
-from fastnst.gatys import optimize, resize_long_side
+from fastnst.gatys import optimize
 from fastnst.hydra_entry import build_loss
-from fastnst.images import load_rgb, save_image, to_pil
+from fastnst.images import fit_long_side, load_rgb, save_image, to_pil
 from fastnst.sources import load_style
 from fastnst.stylize import resolve_device
 
@@ -31,7 +31,7 @@ def run(cfg: DictConfig) -> Path:
         raise FastNSTError("pass content=PATH, the photo to stylize")
     content = load_rgb(cfg.content)
     scales = list(cfg.optim.scales) if cfg.optim.scales else None
-    content = resize_long_side(content, scales[-1] if scales else cfg.image_size).to(device)
+    content = fit_long_side(content, scales[-1] if scales else cfg.image_size).to(device)
     style, _ = load_style(cfg.style.image, cfg.style.size)
     loss = build_loss(cfg.loss, cfg.seed).to(device)
     loss.set_style(style.to(device))

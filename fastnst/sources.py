@@ -9,11 +9,10 @@ import urllib.request
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from fastnst.errors import FastNSTError
-from fastnst.images import atomic_path, load_rgb
+from fastnst.images import atomic_path, fit_long_side, load_rgb
 
 
 def cache_dir() -> Path:
@@ -58,9 +57,4 @@ def resolve(location: str) -> Path:
 def load_style(location: str, size: int) -> tuple[torch.Tensor, str]:
     """The style image as (1, 3, H, W) with its long side resized to ``size``, and its sha256."""
     path = resolve(location)
-    image = load_rgb(path)
-    h, w = image.shape[-2:]
-    scale = size / max(h, w)
-    new = (max(1, round(h * scale)), max(1, round(w * scale)))
-    image = F.interpolate(image, size=new, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
-    return image, sha256_file(path)
+    return fit_long_side(load_rgb(path), size), sha256_file(path)

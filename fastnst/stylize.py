@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from fastnst.color import blend, preserve_color
 from fastnst.errors import FastNSTError
-from fastnst.images import split_alpha, to_pil, to_tensor
+from fastnst.images import fit_long_side, resize, split_alpha, to_pil, to_tensor
 from fastnst.modelfile import load_network
 from fastnst.tiling import fixed_norm_stats, measure_norm_stats, run_tiled
 from fastnst.transformer import TransformerNet
@@ -134,7 +133,7 @@ class Stylizer:
             return x.float()
         h, w = x.shape[-2:]
         net_size = (max(1, round(h * options.scale)), max(1, round(w * options.scale)))
-        inp = _resize(x, net_size) if net_size != (h, w) else x
+        inp = resize(x, net_size) if net_size != (h, w) else x
         tile = self._auto_tile(net_size, x.shape[0]) if options.tile is None else options.tile
         if tile and max(net_size) > tile:
             y = torch.cat([self._run_tiled(inp[i:i + 1], tile, options.overlap) for i in range(x.shape[0])])
@@ -142,7 +141,7 @@ class Stylizer:
             y = self.run_network(inp).float().to(x.device)
         y = y.clamp(0, 1)
         if net_size != (h, w):
-            y = _resize(y, (h, w)).clamp(0, 1)
+            y = resize(y, (h, w))
         x = x.float()
         if options.preserve_color:
             y = preserve_color(y, x)
@@ -157,9 +156,7 @@ class Stylizer:
         return 1024
 
     def _run_tiled(self, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        factor = min(1.0, STATS_SIZE / max(h, w))
-        small = _resize(x, (max(8, round(h * factor)), max(8, round(w * factor)))) if factor < 1 else x
+        small = fit_long_side(x, STATS_SIZE, upscale=False)
         stats = measure_norm_stats(self.network, small.to(self.device, self.dtype))
         with fixed_norm_stats(self.network, stats):
             return run_tiled(self.network, x, tile, overlap, self.device, self.dtype)
@@ -188,17 +185,11 @@ class Stylizer:
     def _prepare(image: Image.Image, options: StylizeOptions) -> tuple[torch.Tensor, Image.Image | None]:
         rgb, alpha = split_alpha(image)
         x = to_tensor(rgb)
-        h, w = x.shape[-2:]
-        if options.max_size and max(h, w) > options.max_size:
-            f = options.max_size / max(h, w)
-            size = (max(1, round(h * f)), max(1, round(w * f)))
-            x = _resize(x, size).clamp(0, 1)
-            alpha = alpha.resize((size[1], size[0]), Image.Resampling.LANCZOS) if alpha else None
+        if options.max_size:
+            x = fit_long_side(x, options.max_size, upscale=False)
+            if alpha is not None and alpha.size != (x.shape[-1], x.shape[-2]):
+                alpha = alpha.resize((x.shape[-1], x.shape[-2]), Image.Resampling.LANCZOS)
         return x, alpha
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(x.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
 def _finish(rgb: Image.Image, alpha: Image.Image | None) -> Image.Image:

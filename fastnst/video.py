@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fastnst.errors import FastNSTError
-from fastnst.images import atomic_path
+from fastnst.images import atomic_path, fit_long_side
 from fastnst.stylize import StylizeOptions, Stylizer
 
 log = logging.getLogger(__name__)
@@ -296,7 +296,7 @@ class _EncoderState:
         rate = in_v.average_rate or in_v.guessed_rate or Fraction(25)
         stream = self.out.add_stream(self.codec, rate=rate)
         pix_fmt = "pal8" if self.codec == "gif" else "yuv420p"
-        if self.codec not in ("gif",) and pix_fmt == "yuv420p" and (height % 2 or width % 2):
+        if pix_fmt == "yuv420p" and (height % 2 or width % 2):
             log.warning("yuv420p needs even sizes: padding %dx%d to %dx%d by repeating the last row/column",
                         width, height, width + width % 2, height + height % 2)
             height, width = height + height % 2, width + width % 2
@@ -315,13 +315,10 @@ class _EncoderState:
         frames, self.frames = self.frames, []
         x = torch.from_numpy(np.stack([f.to_ndarray(format="rgb24") for f in frames]))
         x = x.permute(0, 3, 1, 2).float().div_(255)
-        if torch.cuda.is_available() and self.stylizer.device.type == "cuda":
-            x = x.pin_memory()
-        h, w = x.shape[-2:]
-        if self.options.max_size and max(h, w) > self.options.max_size:
-            f = self.options.max_size / max(h, w)
-            x = F.interpolate(x, size=(max(2, round(h * f)), max(2, round(w * f))), mode="bilinear",
-                              antialias=True, align_corners=False).clamp(0, 1)
+        if self.options.max_size:
+            x = fit_long_side(x, self.options.max_size, upscale=False)
+        if self.stylizer.device.type == "cuda":
+            x = x.pin_memory()  # so the copy to the GPU can overlap
         y = self.stylizer.stylize_tensor(x, self.options)
         if self.stream is None:
             self._open_stream(frames[0], *y.shape[-2:])

@@ -20,14 +20,13 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
 from fastnst.errors import FastNSTError
 from fastnst.gatys import optimize
 from fastnst.hydra_entry import build_loss
-from fastnst.images import find_images, load_rgb
+from fastnst.images import find_images, load_rgb, resize
 from fastnst.losses import PerceptualLoss
 from fastnst.modelfile import read_metadata
 from fastnst.sources import load_style
@@ -44,7 +43,7 @@ def square(x: torch.Tensor, size: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     s = min(h, w)
     x = x[..., (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    return F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+    return resize(x, (size, size))
 
 
 def gatys_run(loss: PerceptualLoss, content: torch.Tensor, iterations: int, init: str,

@@ -4,7 +4,8 @@
 
 Prints (a) the warping error on synthetic clips with known affine motion, made from frames of
 the clip used as stills, and (b) the flicker ratio on the real clip (see fastnst/flicker.py).
-Importable: ``from fastnst.flicker import warping_error, flicker_ratio, synthetic_clip``.
+Importable: ``from fastnst.images import fit_long_side
+from fastnst.flicker import warping_error, flicker_ratio, synthetic_clip``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fastnst.errors import FastNSTError
 from fastnst.flicker import flicker_ratio, synthetic_clip, warping_error
+from fastnst.images import fit_long_side
 from fastnst.stylize import Stylizer
 
 
@@ -35,12 +36,7 @@ def frames(path: Path, max_size: int, limit: int) -> Iterator[torch.Tensor]:
             if i >= limit:
                 return
             x = torch.from_numpy(np.ascontiguousarray(frame.to_ndarray(format="rgb24"))).permute(2, 0, 1)[None]
-            x = x.float() / 255
-            h, w = x.shape[-2:]
-            if max(h, w) > max_size:
-                f = max_size / max(h, w)
-                x = F.interpolate(x, size=(round(h * f), round(w * f)), mode="bilinear", antialias=True)
-            yield x[0].clamp(0, 1)
+            yield fit_long_side(x.float() / 255, max_size, upscale=False)[0]
 
 
 def measure(stylizer: Stylizer, clip: Path, max_size: int = 256, max_frames: int = 120,

@@ -18,12 +18,11 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from fastnst.flicker import synthetic_clip, warping_error
 from fastnst.hydra_entry import build_loss
-from fastnst.images import find_images, load_rgb
+from fastnst.images import find_images, fit_long_side, load_rgb
 from fastnst.modelfile import read_metadata
 from fastnst.sources import load_style
 from fastnst.stylize import Stylizer
@@ -47,13 +46,7 @@ def train(out: Path, weight: float, args: argparse.Namespace, extra: list[str]) 
 
 
 def held_out(folder: Path, size: int) -> list[torch.Tensor]:
-    images = []
-    for path in find_images(folder):
-        x = load_rgb(path)
-        h, w = x.shape[-2:]
-        f = size / max(h, w)
-        images.append(F.interpolate(x, size=(round(h * f), round(w * f)), mode="bilinear", antialias=True))
-    return images
+    return [fit_long_side(load_rgb(path), size) for path in find_images(folder)]
 
 
 @torch.no_grad()
