@@ -66,6 +66,10 @@ class PerceptualLoss(nn.Module):
         for name in self.style_layers:
             self.register_buffer(f"gram_{name}", gram_matrix(feats[name]), persistent=False)
 
+    @property
+    def has_style(self) -> bool:
+        return all(hasattr(self, f"gram_{name}") for name in self.style_layers)
+
     def style_gram(self, name: str) -> torch.Tensor:
         try:
             return getattr(self, f"gram_{name}")

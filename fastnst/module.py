@@ -46,7 +46,7 @@ class StyleTransferModule(L.LightningModule):
         self.loss.set_style(self.style_image)
 
     def on_validation_start(self) -> None:
-        if not hasattr(self.loss, f"gram_{next(iter(self.loss.style_layers))}"):
+        if not self.loss.has_style:  # trainer.validate() without fit
             self.loss.set_style(self.style_image)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ Every row is measured beside a reference implemented here exactly as pytorch/exa
 repeated style batch and in-place normalisation for training), on the same inputs, and reported
 as a ratio to it, with the FLOP count of the work (torch.utils.flop_counter) and the achieved
 TFLOP/s. Timing: CUDA-synchronised, after warm-up, median of repeats. Needs only torch,
-torchvision (and this repository on the path).
+torchvision and lightning (and this repository on the path).
 """
 
 from __future__ import annotations
