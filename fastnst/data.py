@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from fastnst.errors import FastNSTError
-from fastnst.images import find_images, open_image, split_alpha, to_tensor
+from fastnst.images import find_images, open_image, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ class ImageFiles(Dataset):
         for attempt in range(len(self.files)):
             path = self.files[(index + attempt) % len(self.files)]
             try:
-                img, _ = split_alpha(open_image(path))
-                return to_tensor(self.transform(img.convert("RGB")))[0]
+                # to_tensor first: it scales 16-bit images by their own range (Pillow's RGB clips them).
+                return self.transform(to_tensor(open_image(path))[0]).clamp(0, 1)
             except (FastNSTError, OSError) as err:
                 with self.skipped.get_lock():
                     self.skipped.value += 1
@@ -122,11 +122,6 @@ class StyleDataModule(L.LightningDataModule):
         self.synthetic_length, self.seed = synthetic_length, seed
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
-
-    def check(self) -> None:
-        """Fail before training starts if the data cannot work: missing, empty or unreadable root."""
-        if self.train_set is None:
-            self.setup("fit")
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:

@@ -61,7 +61,7 @@ def run(cfg: DictConfig) -> Path | None:
 
     style, style_sha = load_style(cfg.style.image, cfg.style.size)
     datamodule: StyleDataModule = instantiate(cfg.data)
-    datamodule.check()
+    datamodule.setup("fit")  # fails here, before training, on a missing, empty or unreadable root
     loss = build_loss(cfg.loss, cfg.seed)
     network = instantiate(cfg.model)
     hparams: dict[str, Any] = {
