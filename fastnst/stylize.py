@@ -169,6 +169,8 @@ class Stylizer:
     def stylize_many(self, images: list[Image.Image], options: StylizeOptions | None = None,
                      **kwargs: Any) -> list[Image.Image]:
         """Stylize several images; images of one size go through the network as one batch."""
+        if options is not None and kwargs:
+            raise TypeError("pass either options or keyword arguments, not both")
         options = options or StylizeOptions(**kwargs)
         prepared = [self._prepare(img, options) for img in images]
         results: list[Image.Image | None] = [None] * len(images)

@@ -24,6 +24,8 @@ from fastnst.module import StyleTransferModule
 from fastnst.sources import load_style
 
 log = logging.getLogger(__name__)
+# The loss network is frozen in eval mode on purpose; Lightning warns about it at every fit.
+warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
 
 
 def find_checkpoint(ckpt_path: str | None, run_dir: Path) -> Path | None:
@@ -80,8 +82,6 @@ def run(cfg: DictConfig) -> Path | None:
     trainer_cfg["precision"] = _precision(cfg)
     trainer: L.Trainer = instantiate(trainer_cfg, default_root_dir=str(run_dir), callbacks=[checkpoints],
                                      logger=TensorBoardLogger(str(run_dir), name="tensorboard", version=""))
-    # The loss network is frozen in eval mode on purpose.
-    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
     except (KeyboardInterrupt, SystemExit):
