@@ -5,12 +5,12 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from fastnst.hydra_entry import check_group_choices, guarded
+from fastnst.training.hydra_glue import check_group_choices, guarded
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="optimize")
 def main(cfg: DictConfig) -> None:
-    from fastnst.optimize import run
+    from fastnst.training.gatys_run import run
 
     guarded(run, cfg)
 

@@ -5,12 +5,12 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from fastnst.hydra_entry import check_group_choices, guarded
+from fastnst.training.hydra_glue import check_group_choices, guarded
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    from fastnst.train import run  # imported here so `--help` and bad overrides answer fast
+    from fastnst.training.run import run  # imported here so `--help` and bad overrides answer fast
 
     guarded(run, cfg)
 

@@ -31,11 +31,11 @@ from torchvision import models
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fastnst.losses import PerceptualLoss  # noqa: E402
-from fastnst.module import StyleTransferModule  # noqa: E402
-from fastnst.stylize import Stylizer  # noqa: E402
-from fastnst.transformer import TransformerNet  # noqa: E402
-from fastnst.vgg import VGGFeatures  # noqa: E402
+from fastnst.core.losses import PerceptualLoss  # noqa: E402
+from fastnst.core.transformer import TransformerNet  # noqa: E402
+from fastnst.core.vgg import VGGFeatures  # noqa: E402
+from fastnst.inference.stylizer import Stylizer  # noqa: E402
+from fastnst.training.module import StyleTransferModule  # noqa: E402
 
 
 # ---- The reference: pytorch/examples fast_neural_style, reimplemented the same way -------------------------

@@ -23,14 +23,14 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
-from fastnst.errors import FastNSTError
-from fastnst.gatys import optimize
-from fastnst.hydra_entry import build_loss
-from fastnst.images import find_images, load_rgb, resize
-from fastnst.losses import PerceptualLoss
-from fastnst.modelfile import read_metadata
-from fastnst.sources import load_style
-from fastnst.stylize import Stylizer
+from fastnst.core.errors import FastNSTError
+from fastnst.core.images import find_images, load_rgb, resize
+from fastnst.core.losses import PerceptualLoss
+from fastnst.core.modelfile import read_metadata
+from fastnst.core.styles import load_style
+from fastnst.inference.stylizer import Stylizer
+from fastnst.training.gatys import optimize
+from fastnst.training.hydra_glue import build_loss
 
 
 def sync(device: torch.device) -> None:

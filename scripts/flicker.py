@@ -4,8 +4,8 @@
 
 Prints (a) the warping error on synthetic clips with known affine motion, made from frames of
 the clip used as stills, and (b) the flicker ratio on the real clip (see fastnst/flicker.py).
-Importable: ``from fastnst.images import fit_long_side
-from fastnst.flicker import warping_error, flicker_ratio, synthetic_clip``.
+Importable: ``from fastnst.core.images import fit_long_side
+from fastnst.core.temporal import warping_error, flicker_ratio, synthetic_clip``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import av
 import numpy as np
 import torch
 
-from fastnst.errors import FastNSTError
-from fastnst.flicker import flicker_ratio, synthetic_clip, warping_error
-from fastnst.images import fit_long_side
-from fastnst.stylize import Stylizer
+from fastnst.core.errors import FastNSTError
+from fastnst.core.images import fit_long_side
+from fastnst.core.temporal import flicker_ratio, synthetic_clip, warping_error
+from fastnst.inference.stylizer import Stylizer
 
 
 def frames(path: Path, max_size: int, limit: int) -> Iterator[torch.Tensor]:

@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fastnst.errors import FastNSTError  # noqa: E402
-from fastnst.images import atomic_path, find_images, open_image, split_alpha  # noqa: E402
+from fastnst.core.errors import FastNSTError  # noqa: E402
+from fastnst.core.images import atomic_path, find_images, open_image, split_alpha  # noqa: E402
 
 
 def square(img: Image.Image, size: int) -> np.ndarray:

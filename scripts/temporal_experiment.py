@@ -5,7 +5,7 @@
 
 Trains networks with train.py on the same style, data, seed and step count, one with
 ``loss.temporal_weight=0`` and one for each of ``--weights``; then, on held-out photos, prints the
-warping error on synthetic-motion clips (fastnst.flicker) and the style loss, with the changes
+warping error on synthetic-motion clips (fastnst.core.temporal) and the style loss, with the changes
 against the baseline. A run whose stylizer already exists in ``--out`` is reused. Extra arguments
 after ``--`` go to every training run (e.g. ``-- loss.vgg_weights=random``).
 """
@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from fastnst.flicker import synthetic_clip, warping_error
-from fastnst.hydra_entry import build_loss
-from fastnst.images import find_images, fit_long_side, load_rgb
-from fastnst.modelfile import read_metadata
-from fastnst.sources import load_style
-from fastnst.stylize import Stylizer
+from fastnst.core.images import find_images, fit_long_side, load_rgb
+from fastnst.core.modelfile import read_metadata
+from fastnst.core.styles import load_style
+from fastnst.core.temporal import synthetic_clip, warping_error
+from fastnst.inference.stylizer import Stylizer
+from fastnst.training.hydra_glue import build_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 

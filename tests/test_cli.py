@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from fastnst.cli import main
-from fastnst.modelfile import save_stylizer
-from fastnst.transformer import TransformerNet
+from fastnst.core.modelfile import save_stylizer
+from fastnst.core.transformer import TransformerNet
+from fastnst.inference.cli import main
 
 from conftest import make_image
 
@@ -70,7 +70,7 @@ def test_glob_pattern(model: Path, tmp_path: Path) -> None:
 
 def test_stdin_to_stdout(model: Path, tmp_path: Path) -> None:
     src = make_image(tmp_path / "a.png", (24, 20))
-    proc = subprocess.run([sys.executable, "-m", "fastnst.cli", "stylize", "-", "--model", str(model)],
+    proc = subprocess.run([sys.executable, "-m", "fastnst.inference.cli", "stylize", "-", "--model", str(model)],
                           input=src.read_bytes(), capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "out.png"
@@ -155,7 +155,7 @@ def test_info_describes_the_model(model: Path, capsys) -> None:
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_matches_pytorch_on_other_sizes(model: Path, tmp_path: Path, fmt: str) -> None:
-    from fastnst.modelfile import load_network
+    from fastnst.core.modelfile import load_network
 
     if fmt == "onnx":
         ort = pytest.importorskip("onnxruntime")
@@ -175,7 +175,7 @@ def test_export_matches_pytorch_on_other_sizes(model: Path, tmp_path: Path, fmt:
 
 def test_the_installed_command_runs(model: Path, tmp_path: Path) -> None:
     src = make_image(tmp_path / "a.png")
-    proc = subprocess.run([sys.executable, "-m", "fastnst.cli", "stylize", str(src), "--model", str(model),
+    proc = subprocess.run([sys.executable, "-m", "fastnst.inference.cli", "stylize", str(src), "--model", str(model),
                            "--strength", "0.5", "--preserve-color", "--scale", "0.75"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -183,7 +183,8 @@ def test_the_installed_command_runs(model: Path, tmp_path: Path) -> None:
 
 
 def test_the_stylize_path_imports_neither_lightning_nor_hydra() -> None:
-    code = ("import sys, fastnst.cli, fastnst.stylize, fastnst.video, fastnst.export; "
+    code = ("import sys, fastnst.inference.cli, fastnst.inference.stylizer, fastnst.inference.video, "
+            "fastnst.inference.export; "
             "bad = [m for m in ('lightning', 'hydra', 'tensorboard') if m in sys.modules]; print(bad)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr

@@ -62,6 +62,6 @@ def test_a_multirun_sweep_trains_each_setting(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = sorted((tmp_path / "sweep").glob("*/starry_night.safetensors"))
     assert [r.parent.name for r in runs] == ["0", "1"]
-    from fastnst.modelfile import read_metadata
+    from fastnst.core.modelfile import read_metadata
 
     assert [read_metadata(r)["loss"]["style_weight"] for r in runs] == [1e3, 1e4]

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastnst.errors import FastNSTError
-from fastnst.gatys import initial_image, optimize
-from fastnst.losses import PerceptualLoss
-from fastnst.modelfile import save_stylizer
-from fastnst.optimize import run as optimize_run
-from fastnst.transformer import TransformerNet
-from fastnst.vgg import VGGFeatures
+from fastnst.core.errors import FastNSTError
+from fastnst.core.losses import PerceptualLoss
+from fastnst.core.modelfile import save_stylizer
+from fastnst.core.transformer import TransformerNet
+from fastnst.core.vgg import VGGFeatures
+from fastnst.training.gatys import initial_image, optimize
+from fastnst.training.gatys_run import run as optimize_run
 
 from conftest import ROOT, compose_train, make_image
 
@@ -63,7 +63,7 @@ def test_coarse_to_fine_ends_at_the_last_scale(loss: PerceptualLoss) -> None:
 
 
 def test_preserve_color_keeps_the_photos_chroma(loss: PerceptualLoss) -> None:
-    from fastnst.color import rgb_to_ycbcr
+    from fastnst.core.color import rgb_to_ycbcr
 
     content = 0.3 + 0.4 * torch.rand(1, 3, 32, 32)
     result = optimize(loss, content, steps=3, init="noise", preserve_color=True)
@@ -94,9 +94,9 @@ def test_a_diverging_run_keeps_the_last_good_image(loss: PerceptualLoss) -> None
 def test_optimize_uses_the_trainers_loss_code(style_path: Path, tmp_path: Path, monkeypatch) -> None:
     """One code path: optimize.py and train.py both get their loss from hydra_entry.build_loss,
     and the optimisation calls PerceptualLoss.forward."""
-    import fastnst.hydra_entry as entry
-    import fastnst.optimize as opt_module
-    import fastnst.train as train_module
+    import fastnst.training.gatys_run as opt_module
+    import fastnst.training.hydra_glue as entry
+    import fastnst.training.run as train_module
 
     assert opt_module.build_loss is entry.build_loss is train_module.build_loss
     calls = []

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from fastnst.losses import PerceptualLoss, gram_matrix, total_variation
-from fastnst.vgg import VGGFeatures
+from fastnst.core.losses import PerceptualLoss, gram_matrix, total_variation
+from fastnst.core.vgg import VGGFeatures
 
 STYLE_LAYERS = {"relu1_2": 1.0, "relu2_2": 0.5, "relu3_3": 1.0}
 

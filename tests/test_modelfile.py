@@ -5,9 +5,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fastnst.errors import FastNSTError
-from fastnst.modelfile import load_network, read_metadata, save_stylizer
-from fastnst.transformer import TransformerNet
+from fastnst.core.errors import FastNSTError
+from fastnst.core.modelfile import load_network, read_metadata, save_stylizer
+from fastnst.core.transformer import TransformerNet
 
 
 def test_metadata_and_weights_round_trip(tmp_path: Path) -> None:

@@ -6,11 +6,11 @@ import av
 import pytest
 import torch
 
-from fastnst.images import find_images, load_rgb, open_image
-from fastnst.modelfile import save_stylizer
-from fastnst.stylize import StylizeOptions, Stylizer
-from fastnst.transformer import TransformerNet
-from fastnst.video import stylize_video
+from fastnst.core.images import find_images, load_rgb, open_image
+from fastnst.core.modelfile import save_stylizer
+from fastnst.core.transformer import TransformerNet
+from fastnst.inference.stylizer import StylizeOptions, Stylizer
+from fastnst.inference.video import stylize_video
 
 from conftest import SHARED
 

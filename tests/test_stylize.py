@@ -8,12 +8,12 @@ import torch
 from PIL import Image
 
 from fastnst import Stylizer
-from fastnst.color import preserve_color, rgb_to_ycbcr
-from fastnst.errors import FastNSTError
-from fastnst.images import load_rgb, to_tensor
-from fastnst.modelfile import save_stylizer
-from fastnst.stylize import StylizeOptions
-from fastnst.transformer import TransformerNet
+from fastnst.core.color import preserve_color, rgb_to_ycbcr
+from fastnst.core.errors import FastNSTError
+from fastnst.core.images import load_rgb, to_tensor
+from fastnst.core.modelfile import save_stylizer
+from fastnst.core.transformer import TransformerNet
+from fastnst.inference.stylizer import StylizeOptions
 
 from conftest import make_image
 
@@ -97,7 +97,7 @@ def test_shared_norm_statistics_are_what_make_tiles_match(stylizer: Stylizer, tm
     shared = (stylizer.stylize_tensor(x, StylizeOptions(tile=48, overlap=16)) - whole).abs().mean()
     from contextlib import nullcontext
 
-    import fastnst.stylize as mod
+    import fastnst.inference.stylizer as mod
 
     monkeypatch.setattr(mod, "fixed_norm_stats", lambda *a: nullcontext())  # each tile its own stats
     independent = (stylizer.stylize_tensor(x, StylizeOptions(tile=48, overlap=16)) - whole).abs().mean()
@@ -105,7 +105,7 @@ def test_shared_norm_statistics_are_what_make_tiles_match(stylizer: Stylizer, tm
 
 
 def test_automatic_tiling_when_memory_is_short(stylizer: Stylizer, monkeypatch) -> None:
-    import fastnst.stylize as mod
+    import fastnst.inference.stylizer as mod
 
     calls = []
     monkeypatch.setattr(mod, "available_memory", lambda device: 1000)

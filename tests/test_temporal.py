@@ -1,8 +1,7 @@
 import torch
 
-from fastnst.flicker import flicker_ratio, synthetic_clip, warping_error
-from fastnst.temporal import random_affine, temporal_loss, warp
-from fastnst.transformer import TransformerNet
+from fastnst.core.temporal import flicker_ratio, random_affine, synthetic_clip, temporal_loss, warp, warping_error
+from fastnst.core.transformer import TransformerNet
 
 
 def test_identity_warp_changes_nothing() -> None:

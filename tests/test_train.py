@@ -7,9 +7,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fastnst.errors import FastNSTError
-from fastnst.modelfile import load_network, read_metadata
-from fastnst.train import run
+from fastnst.core.errors import FastNSTError
+from fastnst.core.modelfile import load_network, read_metadata
+from fastnst.training.run import run
 
 from conftest import compose_train, make_image, tiny_train_overrides
 

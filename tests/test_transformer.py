@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fastnst.transformer import TransformerNet
+from fastnst.core.transformer import TransformerNet
 
 
 def count(net: torch.nn.Module) -> int:

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torchvision import models
 
-from fastnst.errors import FastNSTError
-from fastnst.vgg import VGGFeatures, layer_names
+from fastnst.core.errors import FastNSTError
+from fastnst.core.vgg import VGGFeatures, layer_names
 
 
 def test_layer_names_follow_torchvision_features() -> None:

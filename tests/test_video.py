@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fastnst.cli import main
-from fastnst.errors import FastNSTError
-from fastnst.modelfile import save_stylizer
-from fastnst.stylize import StylizeOptions, Stylizer
-from fastnst.transformer import TransformerNet
-from fastnst.video import VideoOptions, stylize_video
+from fastnst.core.errors import FastNSTError
+from fastnst.core.modelfile import save_stylizer
+from fastnst.core.transformer import TransformerNet
+from fastnst.inference.cli import main
+from fastnst.inference.stylizer import StylizeOptions, Stylizer
+from fastnst.inference.video import VideoOptions, stylize_video
 
 
 def make_clip(path: Path, size: tuple[int, int] = (64, 48), frames: int = 12, fps: int = 10,

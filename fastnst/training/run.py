@@ -16,12 +16,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from fastnst.data import StyleDataModule
-from fastnst.errors import FastNSTError
-from fastnst.hydra_entry import build_loss
-from fastnst.modelfile import save_stylizer
-from fastnst.module import StyleTransferModule
-from fastnst.sources import load_style
+from fastnst.core.errors import FastNSTError
+from fastnst.core.modelfile import save_stylizer
+from fastnst.core.styles import load_style
+from fastnst.training.data import StyleDataModule
+from fastnst.training.hydra_glue import build_loss
+from fastnst.training.module import StyleTransferModule
 
 log = logging.getLogger(__name__)
 # The loss network is frozen in eval mode on purpose; Lightning warns about it at every fit.

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fastnst.errors import FastNSTError
-from fastnst.images import atomic_path, fit_long_side
-from fastnst.stylize import StylizeOptions, Stylizer
+from fastnst.core.errors import FastNSTError
+from fastnst.core.images import atomic_path, fit_long_side
+from fastnst.inference.stylizer import StylizeOptions, Stylizer
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from fastnst.errors import FastNSTError
+from fastnst.core.errors import FastNSTError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastnst.vgg import VGGFeatures
+from fastnst.core.vgg import VGGFeatures
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fastnst.errors import FastNSTError
-from fastnst.images import atomic_path, fit_long_side, load_rgb
+from fastnst.core.errors import FastNSTError
+from fastnst.core.images import atomic_path, fit_long_side, load_rgb
 
 
 def cache_dir() -> Path:

@@ -11,10 +11,10 @@ import lightning as L
 import torch
 from torchvision.utils import make_grid
 
-from fastnst.errors import FastNSTError
-from fastnst.losses import PerceptualLoss
-from fastnst.temporal import temporal_loss
-from fastnst.transformer import TransformerNet
+from fastnst.core.errors import FastNSTError
+from fastnst.core.losses import PerceptualLoss
+from fastnst.core.temporal import temporal_loss
+from fastnst.core.transformer import TransformerNet
 
 log = logging.getLogger(__name__)
 

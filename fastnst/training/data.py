@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from fastnst.errors import FastNSTError
-from fastnst.images import find_images, open_image, to_tensor
+from fastnst.core.errors import FastNSTError
+from fastnst.core.images import find_images, open_image, to_tensor
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 
 from fastnst import __version__
-from fastnst.errors import FastNSTError
-from fastnst.images import atomic_path
-from fastnst.transformer import TransformerNet
+from fastnst.core.errors import FastNSTError
+from fastnst.core.images import atomic_path
+from fastnst.core.transformer import TransformerNet
 
 FORMAT = "fastnst.stylizer"
 FORMAT_VERSION = 1

@@ -14,12 +14,13 @@ from typing import Any
 import torch
 from PIL import Image
 
-from fastnst.color import blend, preserve_color
-from fastnst.errors import FastNSTError
-from fastnst.images import fit_long_side, resize, split_alpha, to_pil, to_tensor
-from fastnst.modelfile import load_network
-from fastnst.tiling import fixed_norm_stats, measure_norm_stats, run_tiled
-from fastnst.transformer import TransformerNet
+from fastnst.core.color import blend, preserve_color
+from fastnst.core.device import resolve_device, resolve_dtype
+from fastnst.core.errors import FastNSTError
+from fastnst.core.images import fit_long_side, resize, split_alpha, to_pil, to_tensor
+from fastnst.core.modelfile import load_network
+from fastnst.core.transformer import TransformerNet
+from fastnst.inference.tiling import fixed_norm_stats, measure_norm_stats, run_tiled
 
 log = logging.getLogger(__name__)
 
@@ -28,33 +29,6 @@ log = logging.getLogger(__name__)
 # of 32-128 channels, conv workspace, and the image in and out. Scaled by width and dtype.
 BYTES_PER_PIXEL_JOHNSON = 1200
 STATS_SIZE = 1024  # long side of the pass that measures instance-norm statistics for tiling
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise FastNSTError("--device cuda: no CUDA GPU is available here (use --device cpu)")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise FastNSTError("--device mps: Apple's Metal backend is not available here (use --device cpu)")
-    if device not in ("cpu", "cuda", "mps"):
-        raise FastNSTError(f"unknown device {device!r}; choose auto, cpu, cuda or mps")
-    return torch.device(device)
-
-
-def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    if precision == "auto":
-        return {"cuda": torch.bfloat16, "mps": torch.float16}.get(device.type, torch.float32)
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision not in dtypes:
-        raise FastNSTError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16")
-    if precision == "fp16" and device.type == "cpu":
-        raise FastNSTError("--precision fp16 is not supported on the CPU; use fp32 or bf16")
-    return dtypes[precision]
 
 
 def available_memory(device: torch.device) -> int:

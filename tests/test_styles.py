@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from torchvision import models
 
-from fastnst import sources
-from fastnst.errors import FastNSTError
-from fastnst.vgg import VGGFeatures
+from fastnst.core import styles as sources
+from fastnst.core.errors import FastNSTError
+from fastnst.core.vgg import VGGFeatures
 
 from conftest import make_image
 

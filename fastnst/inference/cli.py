@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastnst.errors import FastNSTError
-from fastnst.images import IMAGE_EXTENSIONS
+from fastnst.core.errors import FastNSTError
+from fastnst.core.images import IMAGE_EXTENSIONS
 
 if TYPE_CHECKING:  # the heavy modules are imported by the commands that need them
-    from fastnst.stylize import StylizeOptions, Stylizer
+    from fastnst.inference.stylizer import StylizeOptions, Stylizer
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif"})
 STDIO = Path("-")
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from fastnst.modelfile import load_network
+    from fastnst.core.modelfile import load_network
 
     network, meta = load_network(args.model)
     meta["parameters"] = sum(p.numel() for p in network.parameters())
@@ -112,7 +112,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from fastnst.export import export
+    from fastnst.inference.export import export
 
     print(export(args.model, args.format, args.output))
     return 0
@@ -172,7 +172,7 @@ def plan(inputs: list[str], output: Path | None, recursive: bool, style: str) ->
 def cmd_stylize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from fastnst.stylize import StylizeOptions, Stylizer
+    from fastnst.inference.stylizer import StylizeOptions, Stylizer
 
     options = StylizeOptions(max_size=args.max_size, scale=args.scale, strength=args.strength,
                              preserve_color=args.preserve_color, tile=args.tile, overlap=args.overlap)
@@ -191,7 +191,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     # Batches of frames pay on a GPU; on a CPU one frame at a time is faster (scripts/bench.py: 0.76x at 4).
     frames_per_batch = args.batch_size if args.batch_size > 1 else (4 if stylizer.device.type == "cuda" else 1)
     for job in videos:
-        from fastnst.video import VideoOptions, stylize_video
+        from fastnst.inference.video import VideoOptions, stylize_video
 
         try:
             job.target.parent.mkdir(parents=True, exist_ok=True)
@@ -216,7 +216,7 @@ def _batches(jobs: list[Job], size: int) -> Iterator[list[Job]]:
 def _stylize_images(stylizer: Stylizer, batch: list[Job], options: StylizeOptions, quality: int) -> list[str]:
     from PIL import Image
 
-    from fastnst.images import open_image, save_image
+    from fastnst.core.images import open_image, save_image
 
     failures, loaded = [], []
     for job in batch:

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fastnst.color import preserve_color as keep_color
-from fastnst.errors import FastNSTError
-from fastnst.images import fit_long_side, resize
-from fastnst.losses import PerceptualLoss
+from fastnst.core.color import preserve_color as keep_color
+from fastnst.core.errors import FastNSTError
+from fastnst.core.images import fit_long_side, resize
+from fastnst.core.losses import PerceptualLoss
 
 # (global step, weighted loss terms, current image) -> None
 Callback = Callable[[int, dict[str, torch.Tensor], torch.Tensor], None]

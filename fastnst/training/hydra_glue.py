@@ -10,13 +10,13 @@ from typing import TypeVar
 
 from omegaconf import DictConfig
 
-from fastnst.errors import FastNSTError
-from fastnst.losses import PerceptualLoss
-from fastnst.vgg import VGGFeatures
+from fastnst.core.errors import FastNSTError
+from fastnst.core.losses import PerceptualLoss
+from fastnst.core.vgg import VGGFeatures
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 T = TypeVar("T")
 
 

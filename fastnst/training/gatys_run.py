@@ -12,12 +12,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from fastnst.errors import FastNSTError
-from fastnst.gatys import optimize
-from fastnst.hydra_entry import build_loss
-from fastnst.images import fit_long_side, load_rgb, save_image, to_pil
-from fastnst.sources import load_style
-from fastnst.stylize import resolve_device
+from fastnst.core.device import resolve_device
+from fastnst.core.errors import FastNSTError
+from fastnst.core.images import fit_long_side, load_rgb, save_image, to_pil
+from fastnst.core.styles import load_style
+from fastnst.training.gatys import optimize
+from fastnst.training.hydra_glue import build_loss
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from fastnst.errors import FastNSTError
-from fastnst.images import atomic_path
-from fastnst.modelfile import load_network
+from fastnst.core.errors import FastNSTError
+from fastnst.core.images import atomic_path
+from fastnst.core.modelfile import load_network
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 

@@ -1,0 +1,34 @@
+"""Where and in what precision to run: names a user types mapped to torch devices and dtypes."""
+
+from __future__ import annotations
+
+import torch
+
+from fastnst.core.errors import FastNSTError
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise FastNSTError("--device cuda: no CUDA GPU is available here (use --device cpu)")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise FastNSTError("--device mps: Apple's Metal backend is not available here (use --device cpu)")
+    if device not in ("cpu", "cuda", "mps"):
+        raise FastNSTError(f"unknown device {device!r}; choose auto, cpu, cuda or mps")
+    return torch.device(device)
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision == "auto":
+        return {"cuda": torch.bfloat16, "mps": torch.float16}.get(device.type, torch.float32)
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision not in dtypes:
+        raise FastNSTError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16")
+    if precision == "fp16" and device.type == "cpu":
+        raise FastNSTError("--precision fp16 is not supported on the CPU; use fp32 or bf16")
+    return dtypes[precision]

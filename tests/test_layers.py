@@ -1,0 +1,56 @@
+"""The package's three layers and what each may import: core <- training, core <- inference."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "fastnst"
+HEAVY = ("lightning", "hydra", "omegaconf", "tensorboard")
+RULES = {
+    "core": ("fastnst.training", "fastnst.inference", *HEAVY),
+    "inference": ("fastnst.training", *HEAVY),
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (function-level imports count too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def violations(root: Path, forbidden: tuple[str, ...]) -> list[str]:
+    """``file: module`` for each import under ``root`` of a module in (or under) ``forbidden``."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for name in sorted(imported_modules(path)):
+            if any(name == f or name.startswith(f + ".") for f in forbidden):
+                found.append(f"{path.relative_to(root.parent)}: {name}")
+    return found
+
+
+@pytest.mark.parametrize("layer", sorted(RULES))
+def test_layer_imports_only_what_it_may(layer: str) -> None:
+    assert (PACKAGE / layer).is_dir()
+    assert violations(PACKAGE / layer, RULES[layer]) == []
+
+
+def test_the_check_catches_a_forbidden_import(tmp_path: Path) -> None:
+    # The guard must be able to fail: a core module that reaches into training, even lazily.
+    core = tmp_path / "core"
+    core.mkdir()
+    (core / "ok.py").write_text("import torch\nfrom fastnst.core import images\n")
+    (core / "bad.py").write_text("def f():\n    from fastnst.training.run import run\n    import lightning.pytorch\n")
+    assert violations(core, RULES["core"]) == ["core/bad.py: fastnst.training.run", "core/bad.py: lightning.pytorch"]
+
+
+def test_no_flat_modules_left_beside_the_layers() -> None:
+    flat = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    assert flat == []
