@@ -16,5 +16,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:], ("style", "loss", "optim"))
+    check_group_choices(sys.argv[1:], ("style", "loss", "gatys"))
     main()

@@ -15,7 +15,6 @@ torchvision and lightning (and this repository on the path).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from collections import namedtuple
@@ -36,6 +35,8 @@ from fastnst.core.transformer import TransformerNet  # noqa: E402
 from fastnst.core.vgg import VGGFeatures  # noqa: E402
 from fastnst.inference.stylizer import Stylizer  # noqa: E402
 from fastnst.training.module import StyleTransferModule  # noqa: E402
+
+from common import seconds, sync  # noqa: E402
 
 
 # ---- The reference: pytorch/examples fast_neural_style, reimplemented the same way -------------------------
@@ -177,24 +178,6 @@ def fast_train_step(device: torch.device, precision: str, channels_last: bool, c
 
 
 # ---- timing ---------------------------------------------------------------------------------------------------
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def seconds(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
 def flops(fn: Callable[[], object]) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()

@@ -20,22 +20,16 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import find_images, load_rgb, resize
 from fastnst.core.losses import PerceptualLoss
 from fastnst.core.modelfile import read_metadata
-from fastnst.core.styles import load_style
 from fastnst.inference.stylizer import Stylizer
-from fastnst.training.gatys import optimize
-from fastnst.training.hydra_glue import build_loss
+from fastnst.training.gatys import GatysOptions, optimize
 
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from common import model_loss, seconds, sync
 
 
 def square(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -57,21 +51,8 @@ def gatys_run(loss: PerceptualLoss, content: torch.Tensor, iterations: int, init
         sync(device)
         times.append(time.perf_counter() - start)
 
-    result = optimize(loss, content, steps=iterations, init=init, callback=clock)
+    result = optimize(loss, content, GatysOptions(steps=iterations, init=init), callback=clock)
     return result.losses, times
-
-
-def forward_seconds(stylizer: Stylizer, x: torch.Tensor, repeats: int = 5) -> float:
-    x = x.to(stylizer.device)
-    stylizer.stylize_tensor(x)  # warm-up (cuDNN autotuning, allocations)
-    samples = []
-    for _ in range(repeats):
-        sync(stylizer.device)
-        start = time.perf_counter()
-        stylizer.stylize_tensor(x)
-        sync(stylizer.device)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def first_reaching(losses: list[float], target: float) -> int | None:
@@ -125,16 +106,14 @@ def main() -> int:
         meta = read_metadata(args.model)
         stylizer = Stylizer.from_file(args.model, args.device, precision="fp32")
         device = stylizer.device
-        loss = build_loss(OmegaConf.create(meta["loss"])).to(device)
-        style, _ = load_style(args.style_image or meta["style_image"], meta.get("style_size", 512))
-        loss.set_style(style.to(device))
+        loss = model_loss(meta, args.style_image).to(device)
     except (FastNSTError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     threads = f"CPU ({torch.get_num_threads()} threads)"
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else threads
     print(f"# fast network vs Gatys et al. — {hardware}, torch {torch.__version__}, "
-          f"VGG weights: {meta['loss']['vgg_weights']}, init: {args.init}\n")
+          f"VGG weights: {meta.loss['vgg_weights']}, init: {args.init}\n")
 
     # Quality (Figure 5) at the first size; these runs also time Gatys at that size.
     size, last = sizes[0], iterations[-1]
@@ -175,7 +154,7 @@ def main() -> int:
             x = square(load_rgb(photos[0]), s).to(device)
             _, elapsed = gatys_run(loss, x, last, args.init, device)
             gatys = [elapsed[n - 1] for n in iterations]
-        fast = forward_seconds(stylizer, x)
+        fast = seconds(lambda x=x: stylizer.stylize_tensor(x), device, warmup=1, repeats=5)
         print(f"| {s}x{s} | " + " | ".join(f"{g:.2f}" for g in gatys) + f" | {fast:.4f} | "
               + " | ".join(f"{g / fast:,.0f}x" for g in gatys) + " |")
     print(f"\nplot: {args.plot}")

@@ -11,24 +11,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import urllib.request
 import zipfile
 from pathlib import Path
 
 from tqdm import tqdm
 
+from fastnst.core.download import download
+from fastnst.core.errors import FastNSTError
+
 URL = "http://images.cocodataset.org/zips/train2014.zip"
-
-
-def download(url: str, target: Path) -> None:
-    part = target.with_suffix(target.suffix + ".part")
-    with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                bar.update(len(chunk))
-    part.rename(target)
 
 
 def main() -> int:
@@ -40,11 +31,11 @@ def main() -> int:
     archive = args.dest / "train2014.zip"
     try:
         if not archive.exists():
-            download(args.url, archive)
+            download(args.url, archive, timeout=60)
         with zipfile.ZipFile(archive) as zf:
             for member in tqdm(zf.infolist(), desc="unpacking", unit="file"):
                 zf.extract(member, args.dest)
-    except (OSError, zipfile.BadZipFile) as err:
+    except (FastNSTError, OSError, zipfile.BadZipFile) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(args.dest / "train2014")

@@ -18,21 +18,20 @@ import sys
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from fastnst.core.images import find_images, fit_long_side, load_rgb
 from fastnst.core.modelfile import read_metadata
-from fastnst.core.styles import load_style
 from fastnst.core.temporal import synthetic_clip, warping_error
 from fastnst.inference.stylizer import Stylizer
-from fastnst.training.hydra_glue import build_loss
+
+from common import model_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def train(out: Path, weight: float, args: argparse.Namespace, extra: list[str]) -> Path:
     existing = out / f"temporal{weight:g}.safetensors"
-    if existing.is_file() and read_metadata(existing).get("steps") == args.steps:
+    if existing.is_file() and read_metadata(existing).steps == args.steps:
         return existing
     cmd = [sys.executable, "train.py", "style=custom", f"style.image={args.style_image}",
            f"style.name=temporal{weight:g}", f"data.root={args.data}", f"data.image_size={args.image_size}",
@@ -51,11 +50,7 @@ def held_out(folder: Path, size: int) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def evaluate(model: Path, photos: list[torch.Tensor], style_image: str) -> dict[str, float]:
-    meta = read_metadata(model)
-    loss_cfg = OmegaConf.create({**meta["loss"], "temporal_weight": 0.0})
-    loss = build_loss(loss_cfg)
-    style, _ = load_style(style_image, meta["style_size"])
-    loss.set_style(style)
+    loss = model_loss(read_metadata(model), style_image)
     stylizer = Stylizer.from_file(model, device="cpu")
     stylize = lambda x: stylizer.stylize_tensor(x)  # noqa: E731
     style_losses, warp_errors = [], []

@@ -10,8 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,16 +54,12 @@ def _seed() -> None:
 
 
 def compose_train(overrides: list[str], run_dir: Path, config_name: str = "train") -> DictConfig:
-    """Compose the real config with the overrides, as `python train.py` would, and register it
-    as the current Hydra run (so run() finds its output directory)."""
+    """Compose the real config with the overrides, as `python train.py` would, with the run
+    directory given as plain config (the library never asks Hydra's runtime for it)."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
+        cfg = compose(config_name=config_name, overrides=overrides)
+    cfg.paths.output_dir = str(run_dir)
     return cfg
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fastnst.core.modelfile import save_stylizer
+from fastnst.core.modelfile import ModelMeta, save_stylizer
 from fastnst.core.transformer import TransformerNet
 from fastnst.inference.cli import main
 
@@ -20,7 +20,7 @@ from conftest import make_image
 def model(tmp_path: Path) -> Path:
     torch.manual_seed(1)
     return save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "toy.safetensors",
-                         {"style_name": "toy"})
+                         ModelMeta(style_name="toy"))
 
 
 def run(*args: object) -> int:
@@ -188,3 +188,11 @@ def test_the_stylize_path_imports_neither_lightning_nor_hydra() -> None:
             "bad = [m for m in ('lightning', 'hydra', 'tensorboard') if m in sys.modules]; print(bad)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_library_errors_get_the_cli_spelling_once(model: Path, tmp_path: Path, capsys) -> None:
+    # The library says "strength must be ..."; the command line adds the flag a user typed.
+    photo = make_image(tmp_path / "p.png")
+    assert main(["stylize", str(photo), "--model", str(model), "--strength", "2"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line == "error: strength must be between 0 and 1, got 2.0 (--strength)"

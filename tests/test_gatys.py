@@ -9,10 +9,10 @@ import torch
 
 from fastnst.core.errors import FastNSTError
 from fastnst.core.losses import PerceptualLoss
-from fastnst.core.modelfile import save_stylizer
+from fastnst.core.modelfile import ModelMeta, save_stylizer
 from fastnst.core.transformer import TransformerNet
 from fastnst.core.vgg import VGGFeatures
-from fastnst.training.gatys import initial_image, optimize
+from fastnst.training.gatys import GatysOptions, initial_image, optimize
 from fastnst.training.gatys_run import run as optimize_run
 
 from conftest import ROOT, compose_train, make_image
@@ -28,13 +28,13 @@ def loss() -> PerceptualLoss:
 
 def test_a_few_steps_lower_the_loss(loss: PerceptualLoss) -> None:
     content = torch.rand(1, 3, 32, 32)
-    result = optimize(loss, content, steps=8, init="noise")
+    result = optimize(loss, content, GatysOptions(steps=8, init="noise"))
     assert len(result.losses) == 8 and result.losses[-1] < 0.5 * result.losses[0]
     assert result.image.min() >= 0 and result.image.max() <= 1
 
 
 def test_adam_also_lowers_the_loss(loss: PerceptualLoss) -> None:
-    result = optimize(loss, torch.rand(1, 3, 32, 32), steps=10, optimizer="adam", lr=0.05, init="noise")
+    result = optimize(loss, torch.rand(1, 3, 32, 32), GatysOptions(steps=10, optimizer="adam", lr=0.05, init="noise"))
     assert result.losses[-1] < result.losses[0]
 
 
@@ -50,13 +50,13 @@ def test_init_modes(init: str) -> None:
 def test_content_init_starts_at_zero_content_loss(loss: PerceptualLoss) -> None:
     content = torch.rand(1, 3, 32, 32)
     terms = []
-    optimize(loss, content, steps=1, init="content", callback=lambda s, t, i: terms.append(t))
+    optimize(loss, content, GatysOptions(steps=1), callback=lambda s, t, i: terms.append(t))
     assert terms[0]["content"] < loss(torch.rand(1, 3, 32, 32), content)["content"]
 
 
 def test_coarse_to_fine_ends_at_the_last_scale(loss: PerceptualLoss) -> None:
     sizes = []
-    result = optimize(loss, torch.rand(1, 3, 60, 40), steps=2, scales=[24, 48],
+    result = optimize(loss, torch.rand(1, 3, 60, 40), GatysOptions(steps=2, scales=(24, 48)),
                       callback=lambda s, t, img: sizes.append(tuple(img.shape[-2:])))
     assert result.image.shape[-2:] == (48, 32)
     assert sizes == [(24, 16), (24, 16), (48, 32), (48, 32)]
@@ -66,7 +66,7 @@ def test_preserve_color_keeps_the_photos_chroma(loss: PerceptualLoss) -> None:
     from fastnst.core.color import rgb_to_ycbcr
 
     content = 0.3 + 0.4 * torch.rand(1, 3, 32, 32)
-    result = optimize(loss, content, steps=3, init="noise", preserve_color=True)
+    result = optimize(loss, content, GatysOptions(steps=3, init="noise", preserve_color=True))
     chroma = lambda x: rgb_to_ycbcr(x)[:, 1:]  # noqa: E731
     assert (chroma(result.image) - chroma(content)).abs().mean() < 0.02
 
@@ -85,36 +85,38 @@ def test_a_diverging_run_keeps_the_last_good_image(loss: PerceptualLoss) -> None
 
     loss.forward = nan_after_three
     try:
-        result = optimize(loss, content, steps=10, optimizer="adam", lr=0.01)
+        result = optimize(loss, content, GatysOptions(steps=10, optimizer="adam", lr=0.01))
     finally:
         del loss.forward
     assert result.diverged_at == 3 and torch.isfinite(result.image).all()
 
 
 def test_optimize_uses_the_trainers_loss_code(style_path: Path, tmp_path: Path, monkeypatch) -> None:
-    """One code path: optimize.py and train.py both get their loss from hydra_entry.build_loss,
-    and the optimisation calls PerceptualLoss.forward."""
-    import fastnst.training.gatys_run as opt_module
-    import fastnst.training.hydra_glue as entry
-    import fastnst.training.run as train_module
-
-    assert opt_module.build_loss is entry.build_loss is train_module.build_loss
+    """One code path: optimize.py builds its loss with PerceptualLoss.from_spec from the same
+    conf/loss group as train.py, and the optimisation calls PerceptualLoss.forward."""
+    built = []
+    from_spec = PerceptualLoss.from_spec.__func__
+    monkeypatch.setattr(PerceptualLoss, "from_spec",
+                        classmethod(lambda cls, **kw: built.append(kw) or from_spec(cls, **kw)))
     calls = []
     original = PerceptualLoss.forward
     monkeypatch.setattr(PerceptualLoss, "forward", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
     photo = make_image(tmp_path / "photo.png", (40, 30))
     cfg = compose_train([f"style.image={style_path}", "style.size=32", f"content={photo}", "image_size=32",
-                         "optim.steps=3", "loss.vgg_weights=random", "progress_bar=false"],
+                         "gatys.steps=3", "loss.vgg_weights=random", "progress_bar=false"],
                         tmp_path / "run", config_name="optimize")
     path = optimize_run(cfg)
     assert len(calls) >= 3 and path.is_file()
+    train_loss = compose_train([f"style.image={style_path}", "loss.vgg_weights=random"], tmp_path / "t").loss
+    assert len(built) == 1 and built[0]["style_layers"] == dict(train_loss.style_layers)
     assert list((tmp_path / "run" / "tensorboard").iterdir())
 
 
 def test_optimize_without_content_is_a_clear_error(tmp_path: Path) -> None:
     cfg = compose_train(["loss.vgg_weights=random"], tmp_path, config_name="optimize")
-    with pytest.raises(FastNSTError, match="content=PATH"):
+    with pytest.raises(FastNSTError, match="no content photo") as err:
         optimize_run(cfg)
+    assert err.value.param == "content"
 
 
 def test_optimize_py_with_a_corrupt_content_image_is_one_line(style_path: Path, tmp_path: Path) -> None:
@@ -128,11 +130,11 @@ def test_optimize_py_with_a_corrupt_content_image_is_one_line(style_path: Path, 
 
 
 def test_compare_runs_end_to_end(style_path: Path, tmp_path: Path) -> None:
-    model = save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "m.safetensors", {
-        "style_name": "toy", "style_image": str(style_path), "style_size": 32,
-        "loss": {"vgg": "vgg16", "vgg_weights": "random", "content_layers": {"relu2_2": 1.0},
-                 "style_layers": {"relu1_2": 1.0, "relu2_2": 1.0}, "content_weight": 1.0,
-                 "style_weight": 1e3, "tv_weight": 1.0}})
+    model = save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "m.safetensors", ModelMeta(
+        style_name="toy", style_image=str(style_path), style_size=32,
+        loss={"vgg": "vgg16", "vgg_weights": "random", "content_layers": {"relu2_2": 1.0},
+              "style_layers": {"relu1_2": 1.0, "relu2_2": 1.0}, "content_weight": 1.0,
+              "style_weight": 1e3, "tv_weight": 1.0}))
     photos = tmp_path / "photos"
     for i in range(2):
         make_image(photos / f"p{i}.png", (40, 36), seed=i)
@@ -155,7 +157,7 @@ def test_ctrl_c_saves_the_current_image(style_path: Path, tmp_path: Path) -> Non
     photo = make_image(tmp_path / "photo.png", (40, 30))
     out = tmp_path / "result.png"
     args = [sys.executable, "optimize.py", f"style.image={style_path}", "style.size=32", f"content={photo}",
-            "image_size=32", "optim.steps=100000", "loss.vgg_weights=random", "progress_bar=false",
+            "image_size=32", "gatys.steps=100000", "loss.vgg_weights=random", "progress_bar=false",
             f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fastnst.core.images import find_images, load_rgb, open_image
-from fastnst.core.modelfile import save_stylizer
+from fastnst.core.modelfile import ModelMeta, save_stylizer
 from fastnst.core.transformer import TransformerNet
 from fastnst.inference.stylizer import StylizeOptions, Stylizer
 from fastnst.inference.video import stylize_video
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/assets is
 def stylizer(tmp_path_factory: pytest.TempPathFactory) -> Stylizer:
     torch.manual_seed(2)
     path = save_stylizer(TransformerNet(channels=8, num_residual=2),
-                         tmp_path_factory.mktemp("m") / "toy.safetensors", {"style_name": "toy"})
+                         tmp_path_factory.mktemp("m") / "toy.safetensors", ModelMeta(style_name="toy"))
     return Stylizer.from_file(path, device="cpu")
 
 

@@ -41,7 +41,7 @@ def test_a_url_is_downloaded_once_into_the_cache(server: str, tmp_path: Path, mo
 
 def test_a_missing_url_is_a_clear_error_and_caches_nothing(server: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FASTNST_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(FastNSTError, match="style.image=PATH"):
+    with pytest.raises(FastNSTError, match="could not download .*nope.jpg.*local copy"):
         sources.resolve(f"{server}/nope.jpg")
     assert not any((tmp_path / "cache" / "styles").iterdir())
 
@@ -51,6 +51,15 @@ def test_offline_imagenet_weights_name_the_local_file_option(monkeypatch) -> Non
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(models, "vgg16", offline)
-    with pytest.raises(FastNSTError, match=r"loss.vgg_weights=PATH") as err:
+    with pytest.raises(FastNSTError, match=r"local torchvision vgg16 state dict") as err:
         VGGFeatures("vgg16", ["relu2_2"], weights="imagenet")
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and err.value.param == "vgg_weights"
+
+
+def test_builtin_style_images_ship_with_the_package() -> None:
+    names = sources.builtin_styles()
+    assert len(names) == 8 and "starry_night" in names and "mosaic" not in names  # mosaic's licence is unknown
+    image, _ = sources.load_style("builtin:great_wave", 64)
+    assert max(image.shape[-2:]) == 64
+    with pytest.raises(FastNSTError, match="no built-in style image 'nope'"):
+        sources.resolve("builtin:nope")

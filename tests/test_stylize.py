@@ -11,7 +11,7 @@ from fastnst import Stylizer
 from fastnst.core.color import preserve_color, rgb_to_ycbcr
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import load_rgb, to_tensor
-from fastnst.core.modelfile import save_stylizer
+from fastnst.core.modelfile import ModelMeta, save_stylizer
 from fastnst.core.transformer import TransformerNet
 from fastnst.inference.stylizer import StylizeOptions
 
@@ -22,7 +22,7 @@ from conftest import make_image
 def model_path(tmp_path: Path) -> Path:
     torch.manual_seed(1)
     return save_stylizer(TransformerNet(channels=8, num_residual=2), tmp_path / "toy.safetensors",
-                         {"style_name": "toy", "steps": 0})
+                         ModelMeta(style_name="toy", steps=0))
 
 
 @pytest.fixture

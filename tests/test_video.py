@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from fastnst.core.errors import FastNSTError
-from fastnst.core.modelfile import save_stylizer
+from fastnst.core.modelfile import ModelMeta, save_stylizer
 from fastnst.core.transformer import TransformerNet
 from fastnst.inference.cli import main
 from fastnst.inference.stylizer import StylizeOptions, Stylizer
@@ -69,7 +69,7 @@ def probe(path: Path) -> dict:
 def stylizer(tmp_path: Path) -> Stylizer:
     torch.manual_seed(1)
     net = TransformerNet(channels=8, num_residual=1)
-    path = save_stylizer(net, tmp_path / "toy.safetensors", {"style_name": "toy"})
+    path = save_stylizer(net, tmp_path / "toy.safetensors", ModelMeta(style_name="toy"))
     return Stylizer.from_file(path, device="cpu")
 
 
@@ -218,7 +218,7 @@ def test_flicker_script_prints_both_measures(tmp_path: Path) -> None:
     from conftest import ROOT
 
     torch.manual_seed(1)
-    model = save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "m.safetensors", {})
+    model = save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "m.safetensors")
     clip = make_clip(tmp_path / "clip.mp4", frames=8)
     proc = subprocess.run([sys.executable, "scripts/flicker.py", "--model", str(model), str(clip), "--device", "cpu"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -15,11 +15,11 @@ def resolve_device(device: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise FastNSTError("--device cuda: no CUDA GPU is available here (use --device cpu)")
+        raise FastNSTError("device cuda: no CUDA GPU is available here; use cpu", param="device")
     if device == "mps" and not torch.backends.mps.is_available():
-        raise FastNSTError("--device mps: Apple's Metal backend is not available here (use --device cpu)")
+        raise FastNSTError("device mps: Apple's Metal backend is not available here; use cpu", param="device")
     if device not in ("cpu", "cuda", "mps"):
-        raise FastNSTError(f"unknown device {device!r}; choose auto, cpu, cuda or mps")
+        raise FastNSTError(f"unknown device {device!r}; choose auto, cpu, cuda or mps", param="device")
     return torch.device(device)
 
 
@@ -28,7 +28,7 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
         return {"cuda": torch.bfloat16, "mps": torch.float16}.get(device.type, torch.float32)
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if precision not in dtypes:
-        raise FastNSTError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16")
+        raise FastNSTError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16", param="precision")
     if precision == "fp16" and device.type == "cpu":
-        raise FastNSTError("--precision fp16 is not supported on the CPU; use fp32 or bf16")
+        raise FastNSTError("precision fp16 is not supported on the CPU; use fp32 or bf16", param="precision")
     return dtypes[precision]

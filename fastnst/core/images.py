@@ -39,9 +39,8 @@ def open_image(path: Path | str) -> Image.Image:
         raise FastNSTError(f"{path} is a folder, not an image")
     if path.stat().st_size == 0:
         raise FastNSTError(f"{path} is empty (0 bytes)")
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pixel_limit(MAX_IMAGE_PIXELS):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
             img.load()  # decode now: truncated files fail here, not halfway through a batch
@@ -52,6 +51,18 @@ def open_image(path: Path | str) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as err:
         raise FastNSTError(f"{path} is corrupt or truncated ({err})") from None
     return ImageOps.exif_transpose(img)
+
+
+@contextlib.contextmanager
+def _pixel_limit(pixels: int) -> Iterator[None]:
+    """Pillow's bomb check reads a module global; set it for this call only and put it back, so
+    importing or calling fastnst never changes how the rest of the process opens images."""
+    before = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = pixels
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
 
 
 def split_alpha(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:

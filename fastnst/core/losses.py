@@ -1,4 +1,5 @@
-"""Perceptual losses (Johnson et al. 2016; Gatys et al. 2016): content, Gram style, total variation.
+"""Perceptual losses (Johnson et al. 2016; Gatys et al. 2016): content, Gram style, total variation,
+and the temporal term.
 
 One ``PerceptualLoss`` object serves the trainer and the Gatys optimiser alike, so a weight tuned
 in one carries over to the other.
@@ -6,13 +7,20 @@ in one carries over to the other.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastnst.core.errors import FastNSTError
+from fastnst.core.temporal import temporal_loss
 from fastnst.core.vgg import VGGFeatures
+
+log = logging.getLogger(__name__)
+STYLE_NORMS = ("none", "target")
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -35,7 +43,14 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 
 
 class PerceptualLoss(nn.Module):
-    """``content_weight·Σ content MSE + style_weight·Σ_l w_l·‖G_l(out) − G_l(style)‖² + tv_weight·TV``.
+    """``content_weight·Σ content MSE + style_weight·Σ_l w_l·‖G_l(out) − G_l(style)‖²/n_l + tv_weight·TV
+    + temporal_weight·temporal``.
+
+    ``style_norm``: ``none`` (n_l = 1, Johnson et al.) or ``target`` (n_l = mean(G_l(style)²), so each
+    layer's term is a relative error). A VGG's Gram magnitudes span orders of magnitude from relu1_2 to
+    relu4_3 (measured: 1e-4 to 1e-12 with the stand-in VGG), so with ``none`` the shallowest layer
+    (colour, fine grain) decides the style alone and the deep layers (strokes, motifs) count for
+    nothing; ``target`` lets every layer count as its weight says, whatever the VGG's scale.
 
     The style Grams are computed once by ``set_style`` and kept as non-persistent buffers: they
     follow ``.to(device)`` but stay out of state dicts and checkpoints.
@@ -43,28 +58,55 @@ class PerceptualLoss(nn.Module):
 
     def __init__(self, vgg: VGGFeatures, content_layers: Mapping[str, float],
                  style_layers: Mapping[str, float], content_weight: float = 1.0,
-                 style_weight: float = 1e5, tv_weight: float = 0.0) -> None:
+                 style_weight: float = 1e5, tv_weight: float = 0.0, temporal_weight: float = 0.0,
+                 style_norm: str = "none") -> None:
         super().__init__()
+        if style_norm not in STYLE_NORMS:
+            raise FastNSTError(f"style_norm must be one of {', '.join(STYLE_NORMS)}, got {style_norm!r}")
+        for name, value in {"content_weight": content_weight, "style_weight": style_weight,
+                            "tv_weight": tv_weight, "temporal_weight": temporal_weight}.items():
+            if not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+                raise FastNSTError(f"{name} must be a finite number >= 0, got {value!r}")
         self.vgg = vgg
         self.content_layers = dict(content_layers)
         self.style_layers = dict(style_layers)
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+        self.temporal_weight, self.style_norm = temporal_weight, style_norm
         self._all_layers = list(dict.fromkeys([*self.content_layers, *self.style_layers]))
 
+    @classmethod
+    def from_spec(cls, vgg: str = "vgg16", vgg_weights: str = "imagenet",
+                  content_layers: Mapping[str, float] | None = None, style_layers: Mapping[str, float] | None = None,
+                  content_weight: float = 1.0, style_weight: float = 1e5, tv_weight: float = 0.0,
+                  temporal_weight: float = 0.0, style_norm: str = "none", seed: int = 0) -> PerceptualLoss:
+        """Build the loss and its VGG from plain values (a ``conf/loss`` group, or a model file's
+        ``loss`` metadata). ``vgg_weights``: ``imagenet``, ``random`` (seeded; tests only) or a path."""
+        content_layers = dict(content_layers or {"relu2_2": 1.0})
+        style_layers = dict(style_layers or {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0})
+        if str(vgg_weights) == "random":
+            log.warning("RANDOM VGG WEIGHTS: results will not look like the style (tests and smoke runs only)")
+        features = VGGFeatures(vgg, [*content_layers, *style_layers], weights=str(vgg_weights), seed=seed)
+        return cls(features, content_layers, style_layers, content_weight, style_weight, tv_weight,
+                   temporal_weight, style_norm)
+
     @property
-    def layers(self) -> dict[str, object]:
-        """Weights and layers, for model-file metadata and hyperparameter logs."""
+    def spec(self) -> dict[str, Any]:
+        """The plain values ``from_spec`` takes: model-file metadata and hyperparameter logs."""
         return {"vgg": self.vgg.arch, "vgg_weights": self.vgg.weights,
                 "content_layers": self.content_layers, "style_layers": self.style_layers,
                 "content_weight": self.content_weight, "style_weight": self.style_weight,
-                "tv_weight": self.tv_weight}
+                "tv_weight": self.tv_weight, "temporal_weight": self.temporal_weight,
+                "style_norm": self.style_norm}
 
     @torch.no_grad()
     def set_style(self, style: torch.Tensor) -> None:
-        """style: (1, 3, H, W) in [0, 1]. Computes the target Grams once per run."""
+        """style: (1, 3, H, W) in [0, 1]. Computes the target Grams (and their norms) once per run."""
         feats = self.vgg(style, self.style_layers)
         for name in self.style_layers:
-            self.register_buffer(f"gram_{name}", gram_matrix(feats[name]), persistent=False)
+            gram = gram_matrix(feats[name])
+            norm = gram.pow(2).mean().clamp_min(1e-30) if self.style_norm == "target" else torch.ones(())
+            self.register_buffer(f"gram_{name}", gram, persistent=False)
+            self.register_buffer(f"gram_norm_{name}", norm.to(gram), persistent=False)
 
     @property
     def has_style(self) -> bool:
@@ -82,10 +124,13 @@ class PerceptualLoss(nn.Module):
         return self.vgg(content, self.content_layers)
 
     def forward(self, output: torch.Tensor, content: torch.Tensor | None = None,
-                targets: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                targets: Mapping[str, torch.Tensor] | None = None,
+                network: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """output, content: (N, 3, H, W) in [0, 1]; ``targets`` may replace ``content`` when the
-        content features are already known (the Gatys loop computes them once).
-        Returns ``total``, ``content``, ``style``, ``tv`` and ``style/<layer>`` (weighted terms)."""
+        content features are already known (the Gatys loop computes them once). ``network``, with
+        ``output = network(content)``, is needed for the temporal term (``temporal_weight > 0``).
+        Returns ``total``, ``content``, ``style``, ``tv``, ``style/<layer>`` and, with a temporal
+        weight, ``temporal`` (all weighted)."""
         if targets is None:
             if content is None:
                 raise ValueError("pass content or targets")
@@ -97,10 +142,16 @@ class PerceptualLoss(nn.Module):
             terms: dict[str, torch.Tensor] = {}
             for name, w in self.style_layers.items():
                 g = gram_matrix(feats[name])
-                terms[f"style/{name}"] = self.style_weight * w * F.mse_loss(g, self.style_gram(name).expand_as(g))
+                err = F.mse_loss(g, self.style_gram(name).expand_as(g)) / getattr(self, f"gram_norm_{name}")
+                terms[f"style/{name}"] = self.style_weight * w * err
             style_loss = sum(terms.values())
             terms["content"] = self.content_weight * content_loss
             terms["style"] = style_loss
             terms["tv"] = self.tv_weight * total_variation(output)
             terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+        if self.temporal_weight > 0:
+            if network is None or content is None:
+                raise ValueError("the temporal term needs the network and the content batch")
+            terms["temporal"] = self.temporal_weight * temporal_loss(network, content, output)
+            terms["total"] = terms["total"] + terms["temporal"]
         return terms

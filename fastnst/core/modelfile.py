@@ -1,11 +1,19 @@
-"""Stylizer files: one ``.safetensors`` holding the network weights plus JSON metadata
-(architecture, style, loss settings, steps, version). Reading one never executes code from it;
-Lightning ``.ckpt`` files are read with ``torch.load(weights_only=True)``.
+"""Stylizer files: one ``.safetensors`` holding the network weights plus JSON metadata, described by
+one schema (``ModelMeta``) that training writes, the loader checks and ``fastnst info`` shows.
+
+Reading a model never executes code from it: safetensors holds only tensors and strings, and
+Lightning ``.ckpt`` files are read with ``torch.load(weights_only=True)``. The metadata is untrusted
+input: every field is type- and range-checked on load, and the style name (which ends up in output
+file names) must be a plain name, never a path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,41 +25,111 @@ from fastnst.core.images import atomic_path
 from fastnst.core.transformer import TransformerNet
 
 FORMAT = "fastnst.stylizer"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: temporal_weight moved into `loss`, `description` added; 1 still loads
+# A name that is safe as part of a file name on every OS: no separators, no leading dot.
+STYLE_NAME = re.compile(r"^\w[\w .+-]{0,63}$")
+NETWORK_LIMITS = {"channels": (1, 256), "num_residual": (0, 64)}  # bounds what a file can make us allocate
 
 
-def save_stylizer(network: TransformerNet, path: Path | str, metadata: dict[str, Any]) -> Path:
-    """Write weights and metadata atomically. Metadata values must be JSON-serialisable."""
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a stylizer file says about itself. ``network``: TransformerNet's constructor arguments;
+    ``loss``: ``PerceptualLoss.spec`` (VGG, layers, weights); ``steps``/``image_size``: how long and
+    at what crop size it was trained; ``description``: free text, e.g. what it was trained on."""
+
+    style_name: str = "styled"
+    style_image: str = ""
+    style_sha256: str = ""
+    style_size: int | None = None
+    network: dict[str, int] = field(default_factory=dict)
+    loss: dict[str, Any] = field(default_factory=dict)
+    image_size: int | None = None
+    steps: int | None = None
+    description: str = ""
+    fastnst_version: str = __version__
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if not STYLE_NAME.match(self.style_name):
+            raise FastNSTError(f"style name {self.style_name[:80]!r} is not a plain name (letters, digits, "
+                               "space, _ . + -, at most 64 characters, no path separators)")
+        for key, (low, high) in NETWORK_LIMITS.items():
+            value = self.network.get(key)
+            if value is not None and not (isinstance(value, int) and low <= value <= high):
+                raise FastNSTError(f"network {key} must be a whole number from {low} to {high}, got {value!r}")
+        if set(self.network) - set(NETWORK_LIMITS):
+            raise FastNSTError(f"unknown network settings {sorted(set(self.network) - set(NETWORK_LIMITS))}")
+
+    @property
+    def temporal_weight(self) -> float:
+        return float(self.loss.get("temporal_weight", 0.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelMeta:
+        """From a file's metadata (any version): unknown keys are ignored, bad values refused."""
+        raw = dict(raw)
+        if "temporal_weight" in raw and isinstance(raw.get("loss"), dict):  # version 1 kept it at the top
+            raw["loss"] = {"temporal_weight": raw["temporal_weight"], **raw["loss"]}
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known and v is not None})
+
+
+def _check_types(meta: ModelMeta) -> None:
+    expected = {"style_name": str, "style_image": str, "style_sha256": str, "style_size": (int, type(None)),
+                "network": dict, "loss": dict, "image_size": (int, type(None)), "steps": (int, type(None)),
+                "description": str, "fastnst_version": str, "format_version": int}
+    for name, kind in expected.items():
+        value = getattr(meta, name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise FastNSTError(f"model metadata {name} has the wrong type ({type(value).__name__})")
+        if isinstance(value, str) and len(value) > 4096:
+            raise FastNSTError(f"model metadata {name} is implausibly long ({len(value)} characters)")
+
+
+def save_stylizer(network: TransformerNet, path: Path | str, meta: ModelMeta = ModelMeta(),
+                  dtype: torch.dtype = torch.float32) -> Path:
+    """Write weights and metadata atomically; ``meta.network`` is taken from ``network``.
+    ``dtype=torch.float16`` halves the file (the network runs in fp32 after loading)."""
     path = Path(path)
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "architecture": "TransformerNet",
-            "network": network.config, "fastnst_version": __version__, **metadata}
+    meta = dataclasses.replace(meta, network=network.config, fastnst_version=__version__,
+                               format_version=FORMAT_VERSION)
+    header = {"format": FORMAT, "architecture": "TransformerNet", **meta.to_dict()}
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().float().contiguous().cpu() for k, v in network.state_dict().items()}
+    tensors = {k: v.detach().to(dtype).contiguous().cpu() for k, v in network.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in meta.items()})
+        save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in header.items()})
     return path
 
 
-def read_metadata(path: Path | str) -> dict[str, Any]:
+def read_metadata(path: Path | str) -> ModelMeta:
     """The metadata of a stylizer file (``.safetensors`` or ``.ckpt``)."""
     return _read(Path(path))[1]
 
 
-def load_network(path: Path | str) -> tuple[TransformerNet, dict[str, Any]]:
-    """Rebuild the network a file describes, on the CPU, in eval mode. Raises FastNSTError for a
-    missing, corrupt or foreign file, or weights that do not fit the declared architecture."""
+def load_network(path: Path | str) -> tuple[TransformerNet, ModelMeta]:
+    """Rebuild the network a file describes, on the CPU, in fp32, in eval mode. Raises FastNSTError
+    for a missing, corrupt or foreign file, weights that do not fit the declared architecture, or
+    weights that are not finite (they would stylize every photo to black)."""
     path = Path(path)
     state, meta = _read(path)
     try:
-        network = TransformerNet(**meta["network"])
-        network.load_state_dict(state, strict=True)
+        network = TransformerNet(**meta.network)
+        network.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     except (TypeError, KeyError, RuntimeError):
-        raise FastNSTError(f"{path}: weights do not match a TransformerNet{meta.get('network', '')}") from None
+        raise FastNSTError(f"{path}: weights do not match a TransformerNet{meta.network}") from None
+    if not all(torch.isfinite(p).all() for p in network.parameters()):
+        raise FastNSTError(f"{path}: the weights hold NaN or infinite values (a diverged training run?)")
     return network.eval(), meta
 
 
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], ModelMeta]:
+    if path.is_dir():
+        raise FastNSTError(f"{path} is a folder, not a model file")
     if not path.is_file():
         raise FastNSTError(f"model file not found: {path}")
     if path.suffix == ".ckpt":
@@ -62,25 +140,36 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()}
-        meta = {k: json.loads(v) for k, v in raw.items()}
+        header = {k: json.loads(v) for k, v in raw.items()}
     except (SafetensorError, OSError, ValueError) as err:
         raise FastNSTError(f"{path} is not a readable .safetensors model ({err})") from None
-    if meta.get("format") != FORMAT:
+    if header.get("format") != FORMAT:
         raise FastNSTError(f"{path} is a .safetensors file but not a fastnst stylizer")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise FastNSTError(f"{path} was written by a newer fastnst ({meta.get('fastnst_version')}); upgrade")
-    return state, meta
+    version = header.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise FastNSTError(f"{path} was written by a newer fastnst ({header.get('fastnst_version')}); upgrade")
+    return state, _meta(path, header)
 
 
-def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], ModelMeta]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle.UnpicklingError for anything outside the allow-list
         raise FastNSTError(f"{path} is not a loadable checkpoint; only plain tensors and values are "
                            f"accepted ({str(err).splitlines()[0][:120]})") from None
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    if "network" not in hparams or "state_dict" not in ckpt:
+    if not isinstance(hparams, dict) or "network" not in hparams or "state_dict" not in ckpt:
         raise FastNSTError(f"{path} is not a fastnst training checkpoint")
     state = {k.removeprefix("network."): v for k, v in ckpt["state_dict"].items() if k.startswith("network.")}
-    meta = {"format": FORMAT, **hparams, "steps": ckpt.get("global_step")}
-    return state, meta
+    return state, _meta(path, {**hparams, "steps": ckpt.get("global_step")})
+
+
+def _meta(path: Path, raw: dict[str, Any]) -> ModelMeta:
+    try:
+        meta = ModelMeta.from_dict(raw)
+    except FastNSTError as err:
+        raise FastNSTError(f"{path}: {err}") from None
+    for key, value in meta.loss.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FastNSTError(f"{path}: loss {key} is not finite")
+    return meta

@@ -1,25 +1,17 @@
-"""Where style images come from: a local path, or an http(s) URL downloaded once into a cache."""
+"""Where style images come from: a painting that ships with fastnst (``builtin:NAME``), a local path,
+or an http(s) URL downloaded once into a cache."""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
+from fastnst.core.download import cache_dir, download
 from fastnst.core.errors import FastNSTError
-from fastnst.core.images import atomic_path, fit_long_side, load_rgb
-
-
-def cache_dir() -> Path:
-    """``$FASTNST_CACHE``, else ``$XDG_CACHE_HOME/fastnst``, else ``~/.cache/fastnst``."""
-    if env := os.environ.get("FASTNST_CACHE"):
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "fastnst"
+from fastnst.core.images import fit_long_side, load_rgb
 
 
 def sha256_file(path: Path) -> str:
@@ -30,28 +22,33 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "assets" / "styles"
+BUILTIN = "builtin:"
+
+
+def builtin_styles() -> list[str]:
+    """Names of the public-domain paintings that ship with fastnst (``builtin:NAME``)."""
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.jpg"))
+
+
 def resolve(location: str) -> Path:
-    """A local path as is; a URL downloaded once (with a progress bar) and then read from the cache."""
+    """``builtin:NAME`` from the package; a local path as is; a URL downloaded once (with a progress
+    bar) and then read from the cache."""
+    if location.startswith(BUILTIN):
+        name = location.removeprefix(BUILTIN)
+        if name not in builtin_styles():
+            raise FastNSTError(f"no built-in style image {name!r}; built in: {', '.join(builtin_styles())}")
+        return BUILTIN_DIR / f"{name}.jpg"
     if not location.startswith(("http://", "https://")):
         return Path(location).expanduser()
     name = Path(urllib.request.url2pathname(location.split("?")[0])).name or "image"
     target = cache_dir() / "styles" / f"{hashlib.sha1(location.encode()).hexdigest()[:12]}_{name}"
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    request = urllib.request.Request(location, headers={"User-Agent": "fastnst"})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response, atomic_path(target) as tmp:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with open(tmp, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=name) as bar:
-                while chunk := response.read(1 << 16):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-    except (urllib.error.URLError, TimeoutError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise FastNSTError(f"could not download {location} ({reason}); "
-                           "pass style.image=PATH to a local copy") from None
-    return target
+        return download(location, target)
+    except FastNSTError as err:
+        raise FastNSTError(f"{err}; pass a local copy of the style image instead") from None
 
 
 def load_style(location: str, size: int) -> tuple[torch.Tensor, str]:

@@ -43,8 +43,8 @@ def _build(arch: str, weights: str, seed: int) -> nn.Sequential:
         except (urllib.error.URLError, OSError, RuntimeError) as err:
             raise FastNSTError(
                 f"could not load the ImageNet {arch} weights ({err.__class__.__name__}); "
-                f"offline, pass loss.vgg_weights=PATH to a local torchvision {arch} state dict"
-            ) from None
+                f"offline, pass the path of a local torchvision {arch} state dict as the VGG weights",
+                param="vgg_weights") from None
     if weights == "random":
         # Seeded so tests and smoke runs are reproducible; these features are NOT perceptual.
         with torch.random.fork_rng(devices=[]):

@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except FastNSTError as err:
-        print(f"error: {err}", file=sys.stderr)
+        flag = f"--{err.param.replace('_', '-')}" if err.param else None
+        print(f"error: {err}" + (f" ({flag})" if flag and flag not in str(err) else ""), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -94,18 +95,21 @@ def cmd_info(args: argparse.Namespace) -> int:
     from fastnst.core.modelfile import load_network
 
     network, meta = load_network(args.model)
-    meta["parameters"] = sum(p.numel() for p in network.parameters())
+    parameters = sum(p.numel() for p in network.parameters())
     if args.json:
-        print(json.dumps(meta, indent=2))
+        print(json.dumps({**meta.to_dict(), "parameters": parameters}, indent=2))
         return 0
-    loss = meta.get("loss", {})
-    rows = [("style", meta.get("style_name")), ("style image sha256", meta.get("style_sha256")),
-            ("network", f"TransformerNet {meta['network']}, {meta['parameters']:,} parameters"),
-            ("steps trained", meta.get("steps")), ("training crop", meta.get("image_size")),
+    loss = meta.loss
+    rows = [("style", meta.style_name), ("style image", meta.style_image or "?"),
+            ("style image sha256", meta.style_sha256 or "?"),
+            ("network", f"TransformerNet {meta.network}, {parameters:,} parameters"),
+            ("steps trained", meta.steps), ("training crop", f"{meta.image_size} px" if meta.image_size else "?"),
             ("loss", f"{loss.get('vgg')} ({loss.get('vgg_weights')} weights), content "
                      f"{loss.get('content_weight')}×{list(loss.get('content_layers', {}))}, style "
-                     f"{loss.get('style_weight')}×{list(loss.get('style_layers', {}))}, tv {loss.get('tv_weight')}"),
-            ("temporal weight", meta.get("temporal_weight")), ("fastnst version", meta.get("fastnst_version"))]
+                     f"{loss.get('style_weight')}×{list(loss.get('style_layers', {}))} "
+                     f"(norm {loss.get('style_norm', 'none')}), tv {loss.get('tv_weight')}"),
+            ("temporal weight", meta.temporal_weight), ("description", meta.description or "-"),
+            ("fastnst version", meta.fastnst_version)]
     for key, value in rows:
         print(f"{key:>20}: {value}")
     return 0
@@ -177,8 +181,12 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     options = StylizeOptions(max_size=args.max_size, scale=args.scale, strength=args.strength,
                              preserve_color=args.preserve_color, tile=args.tile, overlap=args.overlap)
     if args.batch_size < 1:
-        raise FastNSTError("--batch-size must be at least 1")
+        raise FastNSTError("batch size must be at least 1", param="batch_size")
     stylizer = Stylizer.from_file(args.model, args.device, args.precision, compile=args.compile)
+    if stylizer.device.type == "cuda":
+        import torch
+
+        torch.backends.cudnn.benchmark = True  # this process stylizes many frames of one size: autotune once
     jobs, failures = plan(args.inputs, args.output, args.recursive, stylizer.style_name)
     total = len(jobs) + len(failures)
     images = [j for j in jobs if j.source.suffix.lower() not in VIDEO_EXTENSIONS]

@@ -18,7 +18,7 @@ from fastnst.core.color import blend, preserve_color
 from fastnst.core.device import resolve_device, resolve_dtype
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import fit_long_side, resize, split_alpha, to_pil, to_tensor
-from fastnst.core.modelfile import load_network
+from fastnst.core.modelfile import ModelMeta, load_network
 from fastnst.core.transformer import TransformerNet
 from fastnst.inference.tiling import fixed_norm_stats, measure_norm_stats, run_tiled
 
@@ -59,19 +59,19 @@ class StylizeOptions:
 
     def __post_init__(self) -> None:
         if not 0 <= self.strength <= 1:
-            raise FastNSTError(f"--strength must be between 0 and 1, got {self.strength}")
+            raise FastNSTError(f"strength must be between 0 and 1, got {self.strength}", param="strength")
         if self.scale <= 0:
-            raise FastNSTError(f"--scale must be positive, got {self.scale}")
+            raise FastNSTError(f"scale must be positive, got {self.scale}", param="scale")
         if self.max_size is not None and self.max_size < 8:
-            raise FastNSTError(f"--max-size must be at least 8 px, got {self.max_size}")
+            raise FastNSTError(f"max_size must be at least 8 px, got {self.max_size}", param="max_size")
         if self.tile and (self.tile < 32 or self.overlap < 0 or self.overlap >= self.tile):
-            raise FastNSTError("--tile must be at least 32 px and --overlap between 0 and the tile size")
+            raise FastNSTError("tile must be at least 32 px and overlap between 0 and the tile size", param="tile")
 
 
 class Stylizer:
     """A trained network ready to stylize: loaded once, in eval mode, on its device."""
 
-    def __init__(self, network: TransformerNet, metadata: dict[str, Any] | None = None,
+    def __init__(self, network: TransformerNet, metadata: ModelMeta | None = None,
                  device: str = "auto", precision: str = "auto", channels_last: bool = False,
                  compile: bool = False) -> None:
         self.device = resolve_device(device)
@@ -82,10 +82,8 @@ class Stylizer:
             self.network.to(memory_format=torch.channels_last)
         # Compiled once; height/width vary between images, so shapes are marked dynamic after a change.
         self._forward = torch.compile(self.network, dynamic=None) if compile else self.network
-        self.metadata = metadata or {}
-        self.style_name = str(self.metadata.get("style_name", "styled"))
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # frames of one size: autotune once
+        self.metadata = metadata or ModelMeta()
+        self.style_name = self.metadata.style_name
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], device: str = "auto", precision: str = "auto",

@@ -59,7 +59,8 @@ def stylize_video(stylizer: Stylizer, src: Path, dst: Path, options: StylizeOpti
                   video: VideoOptions = VideoOptions(), progress: bool = True) -> VideoReport:
     """Stylize every frame of ``src`` into ``dst``; the container follows dst's extension."""
     if not 0 <= video.temporal_blend <= 0.9:
-        raise FastNSTError(f"--temporal-blend must be between 0 and 0.9, got {video.temporal_blend}")
+        raise FastNSTError(f"temporal_blend must be between 0 and 0.9, got {video.temporal_blend}",
+                           param="temporal_blend")
     src_in = _open_input(src)
     try:
         with atomic_path(dst) as tmp:
@@ -97,7 +98,7 @@ def _transcode(stylizer: Stylizer, inp: av.container.InputContainer, src: Path, 
     in_a = inp.streams.audio[0] if inp.streams.audio else None
     codec = video.codec or DEFAULT_CODECS.get(ext)
     if codec is None:
-        raise FastNSTError(f"no default video codec for {ext!r} outputs; pass --codec")
+        raise FastNSTError(f"no default video codec for {ext!r} outputs; name one", param="codec")
     try:
         out = av.open(str(tmp), "w", format=_muxer(ext))
     except (av.error.FFmpegError, ValueError) as err:
@@ -119,7 +120,8 @@ def _pipeline(stylizer: Stylizer, inp: av.container.InputContainer, in_v: av.vid
     if codec not in av.codecs_available:
         raise FastNSTError(f"video codec {codec!r} is not available in this FFmpeg build")
     if supported is not None and codec not in supported:
-        raise FastNSTError(f"a {ext} file cannot hold {codec!r} video; choose another --codec or extension")
+        raise FastNSTError(f"a {ext} file cannot hold {codec!r} video; choose another codec or extension",
+                           param="codec")
     expected = _expected_frames(inp, in_v)
     state = _EncoderState(stylizer, in_v, out, codec, options, video)
     audio_out, audio_mode = _audio_stream(in_a, out, ext)

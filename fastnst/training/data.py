@@ -135,14 +135,14 @@ class StyleDataModule(L.LightningDataModule):
             return
         root = Path(str(self.root)).expanduser()
         if not root.is_dir():
-            raise FastNSTError(f"data.root {root} is not a folder; point data.root (or $FASTNST_DATA) at "
-                               "your photos, run scripts/download_coco.py, or use data=synthetic")
+            raise FastNSTError(f"root {root} is not a folder; point it (or $FASTNST_DATA) at your photos, "
+                               "run scripts/download_coco.py, or train on generated images", param="root")
         files = find_images(root)
         if not files:
-            raise FastNSTError(f"data.root {root} holds no jpg/png/webp/bmp/tiff image")
+            raise FastNSTError(f"root {root} holds no jpg/png/webp/bmp/tiff image", param="root")
         probe = random.Random(self.seed).sample(files, min(len(files), 16))
         if not any(_readable(p) for p in probe):
-            raise FastNSTError(f"data.root {root}: none of {len(probe)} sampled images could be read")
+            raise FastNSTError(f"root {root}: none of {len(probe)} sampled images could be read", param="root")
         num_val = min(self.num_val, max(len(files) - 1, 0))
         self.val_set = ImageFiles(files[:num_val] or files[:1], self.image_size, train=False)
         self.train_set = ImageFiles(files[num_val:], self.image_size, train=True)
@@ -152,11 +152,11 @@ class StyleDataModule(L.LightningDataModule):
         try:
             shape = np.load(path, mmap_mode="r").shape
         except (OSError, ValueError) as err:
-            raise FastNSTError(f"data.cache {path} is not a prepared array ({err}); "
-                               "make one with scripts/prepare_data.py") from None
+            raise FastNSTError(f"cache {path} is not a prepared array ({err}); "
+                               "make one with scripts/prepare_data.py", param="cache") from None
         if len(shape) != 4 or shape[-1] != 3 or min(shape[1:3]) < self.image_size or shape[0] < 2:
-            raise FastNSTError(f"data.cache {path} holds {shape}, not N x S x S x 3 with S >= "
-                               f"data.image_size={self.image_size}")
+            raise FastNSTError(f"cache {path} holds {shape}, not N x S x S x 3 with S >= the image size "
+                               f"{self.image_size}", param="cache")
         num_val = min(self.num_val, shape[0] - 1)
         self.val_set = CachedImages(path, range(num_val), self.image_size, train=False)
         self.train_set = CachedImages(path, range(num_val, shape[0]), self.image_size, train=True)

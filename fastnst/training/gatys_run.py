@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import torch
-from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -15,9 +15,9 @@ from tqdm import tqdm
 from fastnst.core.device import resolve_device
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import fit_long_side, load_rgb, save_image, to_pil
+from fastnst.core.losses import PerceptualLoss
 from fastnst.core.styles import load_style
-from fastnst.training.gatys import optimize
-from fastnst.training.hydra_glue import build_loss
+from fastnst.training.gatys import GatysOptions, optimize
 
 log = logging.getLogger(__name__)
 
@@ -25,20 +25,21 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> Path:
     """Optimise one image; returns the path of the saved result (also printed as the last line)."""
     torch.manual_seed(cfg.seed)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_dir = Path(cfg.paths.output_dir)
     device = resolve_device(cfg.device)
     if cfg.content is None:
-        raise FastNSTError("pass content=PATH, the photo to stylize")
+        raise FastNSTError("no content photo given: name the photo to stylize", param="content")
+    options: GatysOptions = instantiate(cfg.gatys)
     content = load_rgb(cfg.content)
-    scales = list(cfg.optim.scales) if cfg.optim.scales else None
+    scales = options.scales
     content = fit_long_side(content, scales[-1] if scales else cfg.image_size).to(device)
     style, _ = load_style(cfg.style.image, cfg.style.size)
-    loss = build_loss(cfg.loss, cfg.seed).to(device)
+    loss: PerceptualLoss = instantiate(cfg.loss, temporal_weight=0.0).to(device)  # no video here
     loss.set_style(style.to(device))
     name = f"{Path(cfg.content).stem}_{cfg.style.name}.png"
     writer = SummaryWriter(str(run_dir / "tensorboard"))
     writer.add_text("config", f"<pre>{OmegaConf.to_yaml(cfg)}</pre>")
-    total = cfg.optim.steps * (len(scales) if scales else 1)
+    total = options.steps * (len(scales) if scales else 1)
     bar = tqdm(total=total, unit="step", disable=not cfg.progress_bar)
     latest = {"image": content}
 
@@ -53,9 +54,7 @@ def run(cfg: DictConfig) -> Path:
             writer.add_image("image", image[0].clamp(0, 1).cpu(), step)
 
     try:
-        result = optimize(loss, content, steps=cfg.optim.steps, optimizer=cfg.optim.optimizer, lr=cfg.optim.lr,
-                          init=cfg.optim.init, style=style.to(device), scales=scales,
-                          preserve_color=cfg.optim.preserve_color, seed=cfg.seed, callback=callback)
+        result = optimize(loss, content, options, style=style.to(device), callback=callback)
     except KeyboardInterrupt:
         bar.close()
         path = _save(latest["image"], run_dir / name, cfg.output)
@@ -67,7 +66,7 @@ def run(cfg: DictConfig) -> Path:
     path = _save(result.image, run_dir / name, cfg.output)
     if result.diverged_at is not None:
         raise FastNSTError(f"the loss became non-finite at step {result.diverged_at}; the last good image "
-                           f"is saved at {path}; lower optim.lr or the loss weights")
+                           f"is saved at {path}; lower the learning rate or the loss weights", param="lr")
     print(path.resolve(), flush=True)
     return path
 

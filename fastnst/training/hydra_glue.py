@@ -8,11 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from omegaconf import DictConfig
-
 from fastnst.core.errors import FastNSTError
-from fastnst.core.losses import PerceptualLoss
-from fastnst.core.vgg import VGGFeatures
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +31,24 @@ def check_group_choices(argv: Sequence[str], groups: Sequence[str], conf_dir: Pa
                 sys.exit(2)
 
 
+# Library arguments (FastNSTError.param) as a user spells them on train.py/optimize.py command lines.
+HYDRA_KEYS = {"root": "data.root", "cache": "data.cache", "vgg_weights": "loss.vgg_weights",
+              "style_norm": "loss.style_norm", "content_weight": "loss.content_weight",
+              "style_weight": "loss.style_weight", "tv_weight": "loss.tv_weight",
+              "temporal_weight": "loss.temporal_weight", "style_name": "style.name", "ckpt_path": "ckpt_path",
+              "content": "content", "device": "device", "steps": "gatys.steps", "lr": "gatys.lr",
+              "init": "gatys.init", "optimizer": "gatys.optimizer", "scales": "gatys.scales"}
+
+
 def guarded(fn: Callable[..., T], *args: object) -> T:
-    """Call ``fn``; a FastNSTError becomes ``error: <message>`` on stderr and exit code 2, and
-    Ctrl-C exit code 130 without a traceback (``fn`` has saved what it had by then)."""
+    """Call ``fn``; a FastNSTError becomes ``error: <message> (set KEY=...)`` on stderr and exit
+    code 2, and Ctrl-C exit code 130 without a traceback (``fn`` has saved what it had by then).
+    The one place where train.py and optimize.py turn errors into exit codes."""
     try:
         return fn(*args)
     except FastNSTError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        key = HYDRA_KEYS.get(err.param or "")
+        print(f"error: {err}" + (f" (set {key}=...)" if key else ""), file=sys.stderr, flush=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
-
-
-def build_loss(cfg: DictConfig, seed: int = 0) -> PerceptualLoss:
-    """The PerceptualLoss of a ``loss`` config group (shared by train.py and optimize.py)."""
-    layers = [*cfg.content_layers, *cfg.style_layers]
-    weights = str(cfg.vgg_weights)
-    if weights == "random":
-        log.warning("RANDOM VGG WEIGHTS: results will not look like the style (tests and smoke runs only)")
-    vgg = VGGFeatures(cfg.vgg, layers, weights=weights, seed=seed)
-    return PerceptualLoss(vgg, dict(cfg.content_layers), dict(cfg.style_layers), cfg.content_weight,
-                          cfg.style_weight, cfg.tv_weight)

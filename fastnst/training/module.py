@@ -13,7 +13,6 @@ from torchvision.utils import make_grid
 
 from fastnst.core.errors import FastNSTError
 from fastnst.core.losses import PerceptualLoss
-from fastnst.core.temporal import temporal_loss
 from fastnst.core.transformer import TransformerNet
 
 log = logging.getLogger(__name__)
@@ -30,11 +29,11 @@ class StyleTransferModule(L.LightningModule):
     def __init__(self, network: TransformerNet, loss: PerceptualLoss,
                  optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
                  style: torch.Tensor, hparams: dict[str, Any] | None = None,
-                 temporal_weight: float = 0.0, channels_last: bool = False,
+                 channels_last: bool = False,
                  nan_check_every_n_steps: int = 1) -> None:
         super().__init__()
         self.network, self.loss, self.optimizer_factory = network, loss, optimizer
-        self.temporal_weight, self.channels_last = temporal_weight, channels_last
+        self.channels_last = channels_last
         self.nan_check_every_n_steps = nan_check_every_n_steps
         self.save_hyperparameters({**(hparams or {}), "network": network.config})
         self.register_buffer("style_image", style, persistent=False)
@@ -57,11 +56,7 @@ class StyleTransferModule(L.LightningModule):
     def compute_losses(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The stylized batch and the weighted loss terms."""
         out = self(batch)
-        terms = self.loss(out, batch)
-        if self.temporal_weight > 0:
-            terms["temporal"] = self.temporal_weight * temporal_loss(self, batch, out)
-            terms["total"] = terms["total"] + terms["temporal"]
-        return out, terms
+        return out, self.loss(out, batch, network=self)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         _, terms = self.compute_losses(batch)

@@ -3,29 +3,24 @@ everything below takes plain arguments."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from fastnst.core.errors import FastNSTError
-from fastnst.core.modelfile import save_stylizer
+from fastnst.core.losses import PerceptualLoss
+from fastnst.core.modelfile import ModelMeta, save_stylizer
 from fastnst.core.styles import load_style
 from fastnst.training.data import StyleDataModule
-from fastnst.training.hydra_glue import build_loss
 from fastnst.training.module import StyleTransferModule
 
 log = logging.getLogger(__name__)
-# The loss network is frozen in eval mode on purpose; Lightning warns about it at every fit.
-warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
 
 
 def find_checkpoint(ckpt_path: str | None, run_dir: Path) -> Path | None:
@@ -36,12 +31,12 @@ def find_checkpoint(ckpt_path: str | None, run_dir: Path) -> Path | None:
     if ckpt_path != "last":
         path = Path(ckpt_path).expanduser()
         if not path.is_file():
-            raise FastNSTError(f"ckpt_path {path} does not exist")
+            raise FastNSTError(f"checkpoint {path} does not exist", param="ckpt_path")
         return path
     candidates = list(run_dir.glob("checkpoints/last.ckpt")) or list(run_dir.parent.glob("*/checkpoints/last.ckpt"))
     if not candidates:
-        raise FastNSTError(f"ckpt_path=last, but no checkpoints/last.ckpt under {run_dir.parent}; "
-                           "start a fresh run without ckpt_path")
+        raise FastNSTError(f"no checkpoints/last.ckpt to resume under {run_dir.parent}; start a fresh run",
+                           param="ckpt_path")
     return max(candidates, key=lambda p: p.stat().st_mtime)
 
 
@@ -55,44 +50,45 @@ def _precision(cfg: DictConfig) -> str:
 def run(cfg: DictConfig) -> Path | None:
     """Train one style as the config says; returns the path of the exported ``.safetensors``."""
     L.seed_everything(cfg.seed, workers=True)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_dir = Path(cfg.paths.output_dir)
     resume = find_checkpoint(cfg.get("ckpt_path"), run_dir)
     if resume is not None:
         run_dir = resume.parent.parent  # keep writing the interrupted run's logs and checkpoints
+        cfg.paths.output_dir = str(run_dir)  # the callbacks and the logger follow it
         log.info("resuming from %s", resume)
 
     style, style_sha = load_style(cfg.style.image, cfg.style.size)
     datamodule: StyleDataModule = instantiate(cfg.data)
     datamodule.setup("fit")  # fails here, before training, on a missing, empty or unreadable root
-    loss = build_loss(cfg.loss, cfg.seed)
+    loss: PerceptualLoss = instantiate(cfg.loss)
     network = instantiate(cfg.model)
-    hparams: dict[str, Any] = {
-        "style_name": cfg.style.name, "style_image": str(cfg.style.image), "style_sha256": style_sha,
-        "style_size": cfg.style.size, "loss": loss.layers, "temporal_weight": cfg.loss.temporal_weight,
-        "image_size": cfg.data.image_size, "config": OmegaConf.to_container(cfg, resolve=True),
-    }
+    meta = ModelMeta(style_name=str(cfg.style.name), style_image=str(cfg.style.image), style_sha256=style_sha,
+                     style_size=int(cfg.style.size), network=network.config, loss=loss.spec,
+                     image_size=int(cfg.data.image_size), description=str(cfg.get("description") or ""))
+    hparams = {**meta.to_dict(), "config": OmegaConf.to_container(cfg, resolve=True)}
     module = StyleTransferModule(network, loss, instantiate(cfg.optimizer), style, hparams,
-                                 temporal_weight=cfg.loss.temporal_weight, channels_last=cfg.channels_last,
-                                 nan_check_every_n_steps=cfg.nan_check_every_n_steps)
+                                 channels_last=cfg.channels_last, nan_check_every_n_steps=cfg.nan_check_every_n_steps)
     if cfg.compile:
         module.network.compile(mode=cfg.compile_mode)
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step}", save_last=True,
-                                  save_top_k=0, every_n_train_steps=cfg.checkpoint_every_n_steps)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg["precision"] = _precision(cfg)
-    trainer: L.Trainer = instantiate(trainer_cfg, default_root_dir=str(run_dir), callbacks=[checkpoints],
-                                     logger=TensorBoardLogger(str(run_dir), name="tensorboard", version=""))
+    trainer: L.Trainer = instantiate(trainer_cfg, default_root_dir=str(run_dir), callbacks=callbacks, logger=logger)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+        with warnings.catch_warnings():
+            # The loss network is frozen in eval mode on purpose; Lightning warns about it at every fit.
+            warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
     except (KeyboardInterrupt, SystemExit):
         # Ctrl-C (Lightning turns it into SystemExit): still export what was trained.
-        _finish(module, trainer, datamodule, run_dir / f"{cfg.style.name}.safetensors", hparams)
+        _finish(module, trainer, datamodule, run_dir / f"{meta.style_name}.safetensors", meta)
         raise
-    return _finish(module, trainer, datamodule, run_dir / f"{cfg.style.name}.safetensors", hparams)
+    return _finish(module, trainer, datamodule, run_dir / f"{meta.style_name}.safetensors", meta)
 
 
 def _finish(module: StyleTransferModule, trainer: L.Trainer, datamodule: StyleDataModule, path: Path,
-            hparams: dict[str, Any]) -> Path | None:
+            meta: ModelMeta) -> Path | None:
     """Export the stylizer (rank zero only) and print its path as the run's last line."""
     if datamodule.skipped:
         log.warning("%d unreadable training image(s) were skipped", datamodule.skipped)
@@ -101,7 +97,6 @@ def _finish(module: StyleTransferModule, trainer: L.Trainer, datamodule: StyleDa
     if not all(torch.isfinite(p).all() for p in module.network.parameters()):
         log.error("network weights are not finite; nothing exported (use the last checkpoint)")
         return None
-    meta = {k: v for k, v in hparams.items() if k != "config"} | {"steps": trainer.global_step}
-    save_stylizer(module.network, path, meta)
+    save_stylizer(module.network, path, dataclasses.replace(meta, steps=trainer.global_step))
     print(path.resolve(), flush=True)
     return path
