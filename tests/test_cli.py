@@ -147,10 +147,24 @@ def test_bad_model_file_exits_2_with_one_line(tmp_path: Path, capsys, content: b
     assert not (tmp_path / "a_toy.png").exists()
 
 
-def test_info_describes_the_model(model: Path, capsys) -> None:
-    assert main(["info", str(model)]) == 0
-    out = capsys.readouterr().out
-    assert "toy" in out and "parameters" in out
+def test_info_describes_the_model(tmp_path: Path, capsys) -> None:
+    import json
+
+    net = TransformerNet(channels=8, num_residual=1)
+    meta = ModelMeta(style_name="toy", style_image="builtin:udnie", steps=123, image_size=96,
+                     description="trained on 5 photos", loss={"vgg": "vgg16", "vgg_weights": "x.safetensors",
+                                                              "style_weight": 3.0, "temporal_weight": 10.0})
+    path = save_stylizer(net, tmp_path / "m.safetensors", meta)
+    assert main(["info", str(path)]) == 0
+    rows = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
+    rows = {k.strip(): v for k, v in rows.items()}
+    parameters = sum(p.numel() for p in net.parameters())
+    assert rows["style"] == "toy" and rows["steps trained"] == "123" and rows["training crop"] == "96 px"
+    assert rows["network"].endswith(f"{parameters:,} parameters") and rows["temporal weight"] == "10.0"
+    assert "x.safetensors" in rows["loss"] and rows["description"] == "trained on 5 photos"
+    assert main(["info", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["parameters"] == parameters and data["steps"] == 123 and data["style_image"] == "builtin:udnie"
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])

@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +24,10 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", 
 MAX_IMAGE_PIXELS = 500_000_000
 
 
-def find_images(root: Path, recursive: bool = True) -> list[Path]:
-    """Image files under ``root`` (by extension), sorted for reproducibility."""
-    pattern = "**/*" if recursive else "*"
-    return sorted(p for p in root.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+def find_images(root: Path, recursive: bool = True, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> list[Path]:
+    """Files under ``root`` with one of ``extensions`` (images by default), sorted for reproducibility."""
+    pattern, wanted = ("**/*" if recursive else "*"), frozenset(extensions)
+    return sorted(p for p in root.glob(pattern) if p.suffix.lower() in wanted and p.is_file())
 
 
 def open_image(path: Path | str) -> Image.Image:

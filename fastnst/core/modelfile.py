@@ -22,13 +22,33 @@ import torch
 from fastnst import __version__
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import atomic_path
-from fastnst.core.transformer import TransformerNet
+from fastnst.core.transformer import OUTPUTS, TransformerNet
 
 FORMAT = "fastnst.stylizer"
-FORMAT_VERSION = 2  # 2: temporal_weight moved into `loss`, `description` added; 1 still loads
+FORMAT_VERSION = 2  # 2: temporal_weight moved into `loss`, `description` and network `output` added; 1 loads
 # A name that is safe as part of a file name on every OS: no separators, no leading dot.
 STYLE_NAME = re.compile(r"^\w[\w .+-]{0,63}$")
 NETWORK_LIMITS = {"channels": (1, 256), "num_residual": (0, 64)}  # bounds what a file can make us allocate
+STARTER_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+
+
+def starter_models() -> dict[str, Path]:
+    """The trained stylizers that ship with fastnst, by name (``fastnst models`` lists them)."""
+    return {p.stem: p for p in sorted(STARTER_DIR.glob("*.safetensors"))}
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A model file's path, or the name of a starter model (``starry_night``). A file that exists
+    wins over a starter of the same name."""
+    path = Path(model).expanduser()
+    if path.exists() or path.suffix:
+        return path
+    starters = starter_models()
+    if str(model) in starters:
+        return starters[str(model)]
+    names = ", ".join(starters) or "none installed"
+    raise FastNSTError(f"model file not found: {path} (and no starter model of that name; starters: {names})",
+                       param="model")
 
 
 @dataclass(frozen=True)
@@ -41,7 +61,7 @@ class ModelMeta:
     style_image: str = ""
     style_sha256: str = ""
     style_size: int | None = None
-    network: dict[str, int] = field(default_factory=dict)
+    network: dict[str, int | str] = field(default_factory=dict)
     loss: dict[str, Any] = field(default_factory=dict)
     image_size: int | None = None
     steps: int | None = None
@@ -58,8 +78,10 @@ class ModelMeta:
             value = self.network.get(key)
             if value is not None and not (isinstance(value, int) and low <= value <= high):
                 raise FastNSTError(f"network {key} must be a whole number from {low} to {high}, got {value!r}")
-        if set(self.network) - set(NETWORK_LIMITS):
-            raise FastNSTError(f"unknown network settings {sorted(set(self.network) - set(NETWORK_LIMITS))}")
+        if self.network.get("output", "sigmoid") not in OUTPUTS:
+            raise FastNSTError(f"network output must be one of {OUTPUTS}, got {self.network['output']!r}")
+        if set(self.network) - {*NETWORK_LIMITS, "output"}:
+            raise FastNSTError(f"unknown network settings {sorted(set(self.network) - {*NETWORK_LIMITS, 'output'})}")
 
     @property
     def temporal_weight(self) -> float:
@@ -74,6 +96,8 @@ class ModelMeta:
         raw = dict(raw)
         if "temporal_weight" in raw and isinstance(raw.get("loss"), dict):  # version 1 kept it at the top
             raw["loss"] = {"temporal_weight": raw["temporal_weight"], **raw["loss"]}
+        if isinstance(raw.get("network"), dict) and "output" not in raw["network"]:  # version 1: unbounded
+            raw["network"] = {**raw["network"], "output": "raw"}
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known and v is not None})
 

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastnst.core.errors import FastNSTError
-from fastnst.core.images import IMAGE_EXTENSIONS
+from fastnst.core.images import IMAGE_EXTENSIONS, find_images
 
 if TYPE_CHECKING:  # the heavy modules are imported by the commands that need them
     from fastnst.inference.stylizer import StylizeOptions, Stylizer
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif"})
 STDIO = Path("-")
 
 
@@ -56,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stylize", help="stylize images, folders or videos",
                        description="Stylize images, folders, globs or videos ('-' reads stdin, writes stdout).")
     s.add_argument("inputs", nargs="+", metavar="INPUT")
-    s.add_argument("-m", "--model", type=Path, required=True, help=".safetensors stylizer or Lightning .ckpt")
+    s.add_argument("-m", "--model", required=True,
+                   help="a starter model's name (see `fastnst models`), a .safetensors stylizer or a Lightning .ckpt")
     s.add_argument("-o", "--output", type=Path, help="output file (one input) or folder (several)")
     s.add_argument("-r", "--recursive", action="store_true", help="search folders recursively")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
@@ -78,23 +78,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video: blend each stylized frame with the previous one (0..0.9) to cut flicker")
     s.set_defaults(func=cmd_stylize)
 
+    m = sub.add_parser("models", help="list the starter models that ship with fastnst")
+    m.set_defaults(func=cmd_models)
+
     i = sub.add_parser("info", help="describe a model file")
-    i.add_argument("model", type=Path)
+    i.add_argument("model", help="a model file or a starter model's name")
     i.add_argument("--json", action="store_true", help="print the metadata as JSON")
     i.set_defaults(func=cmd_info)
 
     e = sub.add_parser("export", help="export a model to ONNX or TorchScript")
-    e.add_argument("model", type=Path)
+    e.add_argument("model", help="a model file or a starter model's name")
     e.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
     e.add_argument("-o", "--output", type=Path)
     e.set_defaults(func=cmd_export)
     return parser
 
 
-def cmd_info(args: argparse.Namespace) -> int:
-    from fastnst.core.modelfile import load_network
+def cmd_models(args: argparse.Namespace) -> int:
+    from fastnst.core.modelfile import read_metadata, starter_models
 
-    network, meta = load_network(args.model)
+    starters = starter_models()
+    if not starters:
+        print("no starter models are installed", file=sys.stderr)
+        return 1
+    for name, path in starters.items():
+        meta = read_metadata(path)
+        print(f"{name:<16} {meta.description or '-'}")
+    print(f"\nuse one with: fastnst stylize photo.jpg --model {next(iter(starters))}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from fastnst.core.modelfile import load_network, resolve_model
+
+    network, meta = load_network(resolve_model(args.model))
     parameters = sum(p.numel() for p in network.parameters())
     if args.json:
         print(json.dumps({**meta.to_dict(), "parameters": parameters}, indent=2))
@@ -128,9 +145,9 @@ def _expand(raw: str, recursive: bool) -> list[Path]:
         return [STDIO]
     path = Path(raw).expanduser()
     if path.is_dir():
-        pattern = "**/*" if recursive else "*"
-        files = sorted(p for p in path.glob(pattern)
-                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
+        from fastnst.inference.video import VIDEO_EXTENSIONS
+
+        files = find_images(path, recursive, IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
         if not files:
             hint = "" if recursive else " (add -r to search subfolders)"
             raise FastNSTError(f"{path}: no images or videos in this folder{hint}")
@@ -189,6 +206,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         torch.backends.cudnn.benchmark = True  # this process stylizes many frames of one size: autotune once
     jobs, failures = plan(args.inputs, args.output, args.recursive, stylizer.style_name)
     total = len(jobs) + len(failures)
+    from fastnst.inference.video import VIDEO_EXTENSIONS, VideoOptions, stylize_video
+
     images = [j for j in jobs if j.source.suffix.lower() not in VIDEO_EXTENSIONS]
     videos = [j for j in jobs if j.source.suffix.lower() in VIDEO_EXTENSIONS]
     bar = tqdm(total=len(images), unit="image", disable=len(images) < 2, file=sys.stderr)
@@ -199,8 +218,6 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     # Batches of frames pay on a GPU; on a CPU one frame at a time is faster (scripts/bench.py: 0.76x at 4).
     frames_per_batch = args.batch_size if args.batch_size > 1 else (4 if stylizer.device.type == "cuda" else 1)
     for job in videos:
-        from fastnst.inference.video import VideoOptions, stylize_video
-
         try:
             job.target.parent.mkdir(parents=True, exist_ok=True)
             stylize_video(stylizer, job.source, job.target, options,

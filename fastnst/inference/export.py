@@ -10,17 +10,20 @@ import torch
 
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import atomic_path
-from fastnst.core.modelfile import load_network
+from fastnst.core.modelfile import STARTER_DIR, load_network, resolve_model
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
-def export(model: Path, fmt: str, output: Path | None = None, opset: int = 17) -> Path:
-    """Write ``model`` in ``fmt`` to ``output`` (default: beside the model) and return the path."""
+def export(model: Path | str, fmt: str, output: Path | None = None, opset: int = 17) -> Path:
+    """Write ``model`` (a file or a starter's name) in ``fmt`` to ``output`` and return the path.
+    Default: beside the model file; for a starter model, in the current folder."""
     if fmt not in FORMATS:
-        raise FastNSTError(f"unknown export format {fmt!r}; choose {', '.join(FORMATS)}")
-    network, _ = load_network(model)
-    output = output or model.with_suffix(FORMATS[fmt])
+        raise FastNSTError(f"unknown export format {fmt!r}; choose {', '.join(FORMATS)}", param="format")
+    path = resolve_model(model)
+    network, _ = load_network(path)
+    beside = path.parent != STARTER_DIR  # never write into the installed package
+    output = output or (path if beside else Path(path.name)).with_suffix(FORMATS[fmt])
     example = torch.rand(1, 3, 64, 64)
     with warnings.catch_warnings(), atomic_path(output) as tmp:
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,7 +17,7 @@ from fastnst.core.color import blend, preserve_color
 from fastnst.core.device import resolve_device, resolve_dtype
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import fit_long_side, resize, split_alpha, to_pil, to_tensor
-from fastnst.core.modelfile import ModelMeta, load_network
+from fastnst.core.modelfile import ModelMeta, load_network, resolve_model
 from fastnst.core.transformer import TransformerNet
 from fastnst.inference.tiling import fixed_norm_stats, measure_norm_stats, run_tiled
 
@@ -88,7 +87,8 @@ class Stylizer:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], device: str = "auto", precision: str = "auto",
                   channels_last: bool = False, compile: bool = False) -> Stylizer:
-        network, meta = load_network(Path(path))
+        """``path``: a ``.safetensors``/``.ckpt`` model file, or a starter model's name (``starry_night``)."""
+        network, meta = load_network(resolve_model(path))
         return cls(network, meta, device, precision, channels_last, compile)
 
     def run_network(self, x: torch.Tensor) -> torch.Tensor:

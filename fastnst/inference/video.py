@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264",
                   ".webm": "libvpx-vp9", ".avi": "mpeg4", ".gif": "gif"}
+VIDEO_EXTENSIONS = frozenset(DEFAULT_CODECS)  # what `fastnst stylize` treats as video
 FALLBACK_AUDIO = {".webm": "libopus", ".mkv": "aac", ".gif": None}
 
 
@@ -45,6 +46,21 @@ class VideoOptions:
     crf: int | None = None
     batch_size: int = 4
     temporal_blend: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One transcode: what to stylize with, from which input container into which output."""
+
+    stylizer: Stylizer
+    src: Path
+    ext: str
+    codec: str
+    inp: av.container.InputContainer
+    out: av.container.OutputContainer
+    options: StylizeOptions
+    video: VideoOptions
+    progress: bool
 
 
 @dataclass
@@ -93,9 +109,7 @@ def _open_input(src: Path) -> av.container.InputContainer:
 
 def _transcode(stylizer: Stylizer, inp: av.container.InputContainer, src: Path, tmp: Path, ext: str,
                options: StylizeOptions, video: VideoOptions, progress: bool) -> VideoReport:
-    in_v = inp.streams.video[0]
-    in_v.thread_type = "AUTO"
-    in_a = inp.streams.audio[0] if inp.streams.audio else None
+    inp.streams.video[0].thread_type = "AUTO"
     codec = video.codec or DEFAULT_CODECS.get(ext)
     if codec is None:
         raise FastNSTError(f"no default video codec for {ext!r} outputs; name one", param="codec")
@@ -104,7 +118,7 @@ def _transcode(stylizer: Stylizer, inp: av.container.InputContainer, src: Path, 
     except (av.error.FFmpegError, ValueError) as err:
         raise FastNSTError(f"cannot write a {ext} video ({err})") from None
     try:
-        return _pipeline(stylizer, inp, in_v, in_a, out, codec, ext, src, options, video, progress)
+        return _pipeline(_Job(stylizer, src, ext, codec, inp, out, options, video, progress))
     finally:
         out.close()
 
@@ -113,9 +127,10 @@ def _muxer(ext: str) -> str | None:
     return {".m4v": "mp4", ".mkv": "matroska"}.get(ext)
 
 
-def _pipeline(stylizer: Stylizer, inp: av.container.InputContainer, in_v: av.video.stream.VideoStream,
-              in_a: av.audio.stream.AudioStream | None, out: av.container.OutputContainer, codec: str, ext: str,
-              src: Path, options: StylizeOptions, video: VideoOptions, progress: bool) -> VideoReport:
+def _pipeline(job: _Job) -> VideoReport:
+    inp, out, codec, ext, src, video = job.inp, job.out, job.codec, job.ext, job.src, job.video
+    in_v = inp.streams.video[0]
+    in_a = inp.streams.audio[0] if inp.streams.audio else None
     supported = getattr(out, "supported_codecs", None)
     if codec not in av.codecs_available:
         raise FastNSTError(f"video codec {codec!r} is not available in this FFmpeg build")
@@ -123,9 +138,9 @@ def _pipeline(stylizer: Stylizer, inp: av.container.InputContainer, in_v: av.vid
         raise FastNSTError(f"a {ext} file cannot hold {codec!r} video; choose another codec or extension",
                            param="codec")
     expected = _expected_frames(inp, in_v)
-    state = _EncoderState(stylizer, in_v, out, codec, options, video)
+    state = _EncoderState(job.stylizer, in_v, out, codec, job.options, video)
     audio_out, audio_mode = _audio_stream(in_a, out, ext)
-    bar = tqdm(total=expected or None, unit="frame", disable=not progress, file=sys.stderr, desc=src.name)
+    bar = tqdm(total=expected or None, unit="frame", disable=not job.progress, file=sys.stderr, desc=src.name)
     streams = [s for s in (in_v, in_a if audio_out is not None else None) if s is not None]
     decoded = 0
     pending_audio: list[av.Packet] = []  # the header is written at the first mux: video stream first
