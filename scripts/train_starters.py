@@ -39,7 +39,7 @@ def train(style: str, args: argparse.Namespace, description: str) -> Path:
            f"data.num_workers={args.workers}", f"loss.vgg_weights={args.vgg_weights}", "trainer=cpu",
            f"trainer.max_steps={args.steps}", f"trainer.val_check_interval={min(250, args.steps)}",
            "trainer.enable_progress_bar=false", "checkpoint_every_n_steps=100", f"hydra.run.dir={run_dir}",
-           f"description={description}", *resume, *args.overrides]
+           f"description='{description}'", *resume, *args.overrides]
     start = time.time()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -48,11 +48,11 @@ def train(style: str, args: argparse.Namespace, description: str) -> Path:
     return done
 
 
-def pack(style: str, trained: Path, vgg_name: str) -> Path:
+def pack(style: str, trained: Path, vgg_name: str, folder: Path) -> Path:
     """fp16 weights (half the size; the network runs in fp32) under the package's starter folder."""
     network, meta = load_network(trained)
     loss = {**meta.loss, "vgg_weights": vgg_name}  # a name, not this machine's path
-    target = STARTER_DIR / f"{style}.safetensors"
+    target = folder / f"{style}.safetensors"
     save_stylizer(network, target, dataclasses.replace(meta, loss=loss), dtype=torch.float16)
     return target
 
@@ -69,17 +69,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "starters")
     parser.add_argument("--pack-only", action="store_true", help="pack finished runs, train nothing")
+    parser.add_argument("--data-label", help="how the model metadata names the data (default: the folder's name)")
+    parser.add_argument("--pack-dir", type=Path, default=STARTER_DIR, help="where the fp16 models go")
     args, overrides = parser.parse_known_args()
     args.overrides = [o for o in overrides if o != "--"]
     vgg_name = Path(args.vgg_weights).name if Path(args.vgg_weights).is_file() else args.vgg_weights
     n_photos = sum(1 for p in args.data.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     description = (f"{args.model}, {args.steps} steps of batch {args.batch_size} at {args.image_size} px "
-                   f"on {n_photos} photos ({args.data.name}); loss network: {vgg_name}")
+                   f"on {n_photos} photos ({args.data_label or args.data.name}); loss network: {vgg_name}")
     for style in args.styles.split(","):
         run = args.out.resolve() / style / f"{style}.safetensors"
         trained = run if args.pack_only else train(style, args, description)
         if trained.is_file():
-            print(pack(style, trained, vgg_name), flush=True)
+            print(pack(style, trained, vgg_name, args.pack_dir), flush=True)
 
 
 if __name__ == "__main__":
