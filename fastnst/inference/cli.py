@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print the metadata as JSON")
     i.set_defaults(func=cmd_info)
 
+    c = sub.add_parser("convert", help="convert a pytorch/examples fast_neural_style model (.pth/.model)")
+    c.add_argument("model", type=Path)
+    c.add_argument("-o", "--output", type=Path, help="default: beside it, as .safetensors")
+    c.add_argument("--name", help="style name to record (default: the file's stem)")
+    c.set_defaults(func=cmd_convert)
+
     e = sub.add_parser("export", help="export a model to ONNX or TorchScript")
     e.add_argument("model", help="a model file or a starter model's name")
     e.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
@@ -129,6 +135,13 @@ def cmd_info(args: argparse.Namespace) -> int:
             ("fastnst version", meta.fastnst_version)]
     for key, value in rows:
         print(f"{key:>20}: {value}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from fastnst.inference.convert import convert
+
+    print(convert(args.model, args.output, args.name))
     return 0
 
 
