@@ -12,9 +12,9 @@ from fastnst.training.hydra_glue import check_group_choices, guarded
 def main(cfg: DictConfig) -> None:
     from fastnst.training.run import run  # imported here so `--help` and bad overrides answer fast
 
-    guarded(run, cfg)
+    guarded(run, cfg, keys={"lr": "optimizer.lr"})
 
 
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:], ("style", "model", "loss", "optimizer", "data", "trainer", "experiment"))
+    check_group_choices(sys.argv[1:], ("style", "model", "loss", "optimizer", "data", "trainer", "callbacks", "logger", "experiment"))
     main()

@@ -38,16 +38,17 @@ HYDRA_KEYS = {"root": "data.root", "cache": "data.cache", "vgg_weights": "loss.v
               "temporal_weight": "loss.temporal_weight", "style_name": "style.name", "ckpt_path": "ckpt_path",
               "content": "content", "device": "device", "steps": "gatys.steps", "lr": "gatys.lr",
               "init": "gatys.init", "optimizer": "gatys.optimizer", "scales": "gatys.scales"}
+# `lr` of a training run is optimizer.lr, of a Gatys run gatys.lr: the entry point says which.
 
 
-def guarded(fn: Callable[..., T], *args: object) -> T:
+def guarded(fn: Callable[..., T], *args: object, keys: dict[str, str] | None = None) -> T:
     """Call ``fn``; a FastNSTError becomes ``error: <message> (set KEY=...)`` on stderr and exit
     code 2, and Ctrl-C exit code 130 without a traceback (``fn`` has saved what it had by then).
     The one place where train.py and optimize.py turn errors into exit codes."""
     try:
         return fn(*args)
     except FastNSTError as err:
-        key = HYDRA_KEYS.get(err.param or "")
+        key = {**HYDRA_KEYS, **(keys or {})}.get(err.param or "")
         print(f"error: {err}" + (f" (set {key}=...)" if key else ""), file=sys.stderr, flush=True)
         sys.exit(2)
     except KeyboardInterrupt:

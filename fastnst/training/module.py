@@ -64,7 +64,8 @@ class StyleTransferModule(L.LightningModule):
         if self.global_step % self.nan_check_every_n_steps == 0 and not torch.isfinite(terms["total"]):
             last = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none written yet"
             raise FastNSTError(f"the loss became {terms['total'].item()} at step {self.global_step}; the last good "
-                               f"checkpoint is {last}; lower optimizer.lr or the loss weights and resume from it")
+                               f"checkpoint is {last}; lower the learning rate or the loss weights and resume from it",
+                               param="lr")
         self.log("loss/total", terms["total"].detach(), prog_bar=True, on_step=True, on_epoch=False)
         self.log_dict({f"loss/{k}": v.detach() for k, v in terms.items() if k != "total"},
                       on_step=True, on_epoch=False)

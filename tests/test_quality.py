@@ -1,0 +1,54 @@
+"""scripts/quality.py: held-out style and content losses, with checks that can fail."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastnst.core.modelfile import ModelMeta, save_stylizer
+from fastnst.core.transformer import TransformerNet
+
+from conftest import ROOT, SHARED, make_image
+
+STANDIN = SHARED / "vgg" / "vgg16_standin.safetensors"
+
+
+def quality(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "scripts/quality.py", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_it_reports_and_its_check_can_fail(tmp_path: Path, style_path: Path) -> None:
+    photos = tmp_path / "photos"
+    for i in range(2):
+        make_image(photos / f"p{i}.png", (40, 32), seed=i)
+    loss = {"vgg": "vgg16", "vgg_weights": "random", "content_layers": {"relu2_2": 1.0},
+            "style_layers": {"relu1_2": 1.0, "relu2_2": 1.0}, "style_weight": 1.0, "style_norm": "target"}
+    model = save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "m.safetensors",
+                          ModelMeta(style_name="toy", style_image=str(style_path), style_size=32, loss=loss))
+    ok = quality("--model", model, "--content-dir", photos, "--size", 32, "--gatys-steps", 2)
+    assert ok.returncode == 0, ok.stderr
+    rows = [line for line in ok.stdout.splitlines() if line.startswith(("| p0.png", "| p1.png"))]
+    assert len(rows) == 2 and "style loss cut" in ok.stdout and "Gatys content" in ok.stdout
+    strict = quality("--model", model, "--content-dir", photos, "--size", 32, "--min-style-cut", 1e9)
+    assert strict.returncode == 1 and "FAIL: style loss cut" in strict.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not STANDIN.is_file(), reason="needs ../shared/assets (the stand-in VGG and photos)")
+def test_a_short_real_training_run_puts_style_in_and_an_untrained_network_does_not(tmp_path: Path) -> None:
+    cmd = [sys.executable, "train.py", "style=udnie", "model=johnson_small", f"data.root={SHARED / 'train'}",
+           "data.image_size=64", "data.batch_size=4", "data.num_workers=0", f"loss.vgg_weights={STANDIN}",
+           "trainer=cpu", "trainer.max_steps=60", "trainer.val_check_interval=60", "trainer.enable_progress_bar=false",
+           f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trained = Path(proc.stdout.strip().splitlines()[-1])
+    args = ["--content-dir", SHARED / "content", "--images", 3, "--size", 128, "--min-style-cut", 2]
+    assert quality("--model", trained, *args).returncode == 0
+    untrained = tmp_path / "untrained.safetensors"
+    from fastnst.core.modelfile import read_metadata
+
+    save_stylizer(TransformerNet(channels=16), untrained, read_metadata(trained))
+    assert quality("--model", untrained, *args).returncode == 1
