@@ -16,5 +16,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:], ("style", "model", "loss", "optimizer", "data", "trainer", "callbacks", "logger", "experiment"))
+    groups = ("style", "model", "loss", "optimizer", "data", "trainer", "callbacks", "logger", "experiment")
+    check_group_choices(sys.argv[1:], groups)
     main()

@@ -210,3 +210,53 @@ def test_library_errors_get_the_cli_spelling_once(model: Path, tmp_path: Path, c
     assert main(["stylize", str(photo), "--model", str(model), "--strength", "2"]) == 2
     line = capsys.readouterr().err.strip()
     assert line == "error: strength must be between 0 and 1, got 2.0 (--strength)"
+
+
+def test_never_overwrites_an_input_or_an_existing_output(model: Path, tmp_path: Path, capsys) -> None:
+    photo = make_image(tmp_path / "same.jpg")
+    before = photo.read_bytes()
+    assert run(photo, "--model", model, "-o", photo) == 1
+    assert photo.read_bytes() == before and "is one of the inputs" in capsys.readouterr().err
+    assert run(photo, "--model", model) == 0
+    out = tmp_path / "same_toy.jpg"
+    first = out.stat().st_mtime_ns
+    assert run(photo, "--model", model) == 1  # a second run does not replace the first result...
+    assert out.stat().st_mtime_ns == first and "--overwrite" in capsys.readouterr().err
+    assert run(photo, "--model", model, "--overwrite") == 0  # ...unless asked to
+
+
+def test_outputs_of_one_run_never_collide(model: Path, tmp_path: Path) -> None:
+    a = make_image(tmp_path / "a" / "x.jpg", seed=1)
+    b = make_image(tmp_path / "b" / "x.jpg", seed=2)
+    assert run(a, b, "--model", model, "-o", tmp_path / "coll") == 0
+    outputs = sorted(p.name for p in (tmp_path / "coll").iterdir())
+    assert outputs == ["x_toy.jpg", "x_toy_2.jpg"]
+
+
+def test_rerunning_a_folder_does_not_stylize_its_earlier_outputs(model: Path, tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "f"
+    make_image(folder / "x.png")
+    assert run(folder, "--model", model) == 0
+    assert run(folder, "--model", model, "--overwrite") == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["x.png", "x_toy.png"]
+    assert "skipped 1 earlier output" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--scale", "nan"], ["--scale", "inf"], ["--overlap", "-5"], ["--quality", "200"],
+                                    ["--quality", "-5"], ["--temporal-blend", "5"], ["--crf", "99"]])
+def test_bad_options_are_one_line_and_exit_2(model: Path, tmp_path: Path, capsys, option: list[str]) -> None:
+    photo = make_image(tmp_path / "p.png")
+    assert run(photo, "--model", model, *option) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: ") and option[0] in err
+    assert not (tmp_path / "p_toy.png").exists()
+
+
+def test_output_names_that_cannot_work_are_refused(model: Path, tmp_path: Path, capsys) -> None:
+    one, two = make_image(tmp_path / "1.png"), make_image(tmp_path / "2.png")
+    assert run(one, two, "--model", model, "-o", tmp_path / "multi.jpg") == 2
+    assert not (tmp_path / "multi.jpg").exists() and "give a folder" in capsys.readouterr().err
+    assert run(one, two, "--model", model, "-o", "-") == 2
+    assert not (tmp_path / "-").exists()
+    assert run(one, "--model", tmp_path) == 2
+    assert "is a folder, not a model file" in capsys.readouterr().err

@@ -7,6 +7,7 @@ Plain argparse (Hydra stays in training). Errors are one line on stderr with a n
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import io
 import json
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a starter model's name (see `fastnst models`), a .safetensors stylizer or a Lightning .ckpt")
     s.add_argument("-o", "--output", type=Path, help="output file (one input) or folder (several)")
     s.add_argument("-r", "--recursive", action="store_true", help="search folders recursively")
+    s.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (inputs never)")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     s.add_argument("--max-size", type=int, help="downscale so the long side is at most this (px)")
@@ -175,20 +177,53 @@ def _expand(raw: str, recursive: bool) -> list[Path]:
     raise FastNSTError(f"{raw}: no such file or folder")
 
 
-def plan(inputs: list[str], output: Path | None, recursive: bool, style: str) -> tuple[list[Job], list[str]]:
+def _is_earlier_output(path: Path, style: str) -> bool:
+    """``x_<style>.jpg`` beside ``x.jpg``: what an earlier run over this folder wrote."""
+    suffix = f"_{style}"
+    return path.stem.endswith(suffix) and path.with_name(path.stem[: -len(suffix)] + path.suffix).exists()
+
+
+def _unique(target: Path, taken: set[Path]) -> Path:
+    """``target``, or ``<stem>_2<ext>``, ``_3``, ... if this run already writes there."""
+    candidate, n = target, 1
+    while candidate.resolve() in taken:
+        n += 1
+        candidate = target.with_name(f"{target.stem}_{n}{target.suffix}")
+    return candidate
+
+
+def plan(inputs: list[str], output: Path | None, recursive: bool, style: str,
+         overwrite: bool = False) -> tuple[list[Job], list[str]]:
     """Map inputs to outputs. Next to the input as <stem>_<style><ext> by default; into ``output``
-    (a file for one input, else a folder that mirrors input folders)."""
+    (a file for one input, ``-`` for stdout, else a folder that mirrors input folders).
+
+    Never overwrites an input; never an existing file unless ``overwrite``; two inputs never share
+    an output (the later one gets ``_2``); a folder's earlier outputs are not stylized again."""
     jobs, failures = [], []
     expanded: list[tuple[Path, Path | None]] = []  # (file, the folder it was found in)
     for raw in inputs:
         try:
             base = Path(raw).expanduser()
-            expanded += [(f, base if base.is_dir() else None) for f in _expand(raw, recursive)]
+            found = _expand(raw, recursive)
+            if base.is_dir():
+                kept = [f for f in found if not _is_earlier_output(f, style)]
+                if len(kept) < len(found):
+                    print(f"note: {base}: skipped {len(found) - len(kept)} earlier output(s) (*_{style}.*)",
+                          file=sys.stderr)
+                found = kept
+            expanded += [(f, base if base.is_dir() else None) for f in found]
         except FastNSTError as err:
             failures.append(str(err))
     single = len(expanded) == 1 and len(inputs) == 1
+    if output == STDIO and not single:
+        raise FastNSTError(f"-o - writes one image to stdout, but there are {len(expanded)} inputs", param="output")
+    if output is not None and output != STDIO and output.suffix and not output.is_dir() and not single:
+        raise FastNSTError(f"{output} names one file, but there are {len(expanded)} inputs; give a folder",
+                           param="output")
+    sources = {src.resolve() for src, _ in expanded if src != STDIO}
+    taken: set[Path] = set()
     for src, folder in expanded:
-        if src == STDIO:
+        if src == STDIO or output == STDIO:
             jobs.append(Job(src, output or STDIO))
             continue
         name = f"{src.stem}_{style}{src.suffix}"
@@ -199,7 +234,14 @@ def plan(inputs: list[str], output: Path | None, recursive: bool, style: str) ->
         else:
             relative = src.relative_to(folder).with_name(name) if folder else Path(name)
             target = output / relative
-        jobs.append(Job(src, target))
+        target = _unique(target, taken)
+        if target.resolve() in sources:
+            failures.append(f"{src}: its output {target} is one of the inputs; not overwriting it")
+        elif target.exists() and not overwrite:
+            failures.append(f"{target} exists; not overwriting it (--overwrite replaces existing outputs)")
+        else:
+            taken.add(target.resolve())
+            jobs.append(Job(src, target))
     return jobs, failures
 
 
@@ -207,20 +249,24 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fastnst.inference.stylizer import StylizeOptions, Stylizer
+    from fastnst.inference.video import VIDEO_EXTENSIONS, VideoOptions, stylize_video
 
+    # Every option is checked here, before a model is loaded or a file is read.
     options = StylizeOptions(max_size=args.max_size, scale=args.scale, strength=args.strength,
                              preserve_color=args.preserve_color, tile=args.tile, overlap=args.overlap)
+    video_options = VideoOptions(codec=args.codec, crf=args.crf, batch_size=max(args.batch_size, 1),
+                                 temporal_blend=args.temporal_blend)
     if args.batch_size < 1:
         raise FastNSTError("batch size must be at least 1", param="batch_size")
+    if not 1 <= args.quality <= 100:
+        raise FastNSTError(f"quality must be from 1 to 100, got {args.quality}", param="quality")
     stylizer = Stylizer.from_file(args.model, args.device, args.precision, compile=args.compile)
     if stylizer.device.type == "cuda":
         import torch
 
         torch.backends.cudnn.benchmark = True  # this process stylizes many frames of one size: autotune once
-    jobs, failures = plan(args.inputs, args.output, args.recursive, stylizer.style_name)
+    jobs, failures = plan(args.inputs, args.output, args.recursive, stylizer.style_name, args.overwrite)
     total = len(jobs) + len(failures)
-    from fastnst.inference.video import VIDEO_EXTENSIONS, VideoOptions, stylize_video
-
     images = [j for j in jobs if j.source.suffix.lower() not in VIDEO_EXTENSIONS]
     videos = [j for j in jobs if j.source.suffix.lower() in VIDEO_EXTENSIONS]
     bar = tqdm(total=len(images), unit="image", disable=len(images) < 2, file=sys.stderr)
@@ -233,9 +279,10 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     for job in videos:
         try:
             job.target.parent.mkdir(parents=True, exist_ok=True)
+            if job.target == STDIO:
+                raise FastNSTError(f"{job.source}: a video cannot be written to stdout; name an output file")
             stylize_video(stylizer, job.source, job.target, options,
-                          VideoOptions(codec=args.codec, crf=args.crf, batch_size=frames_per_batch,
-                                       temporal_blend=args.temporal_blend))
+                          dataclasses.replace(video_options, batch_size=frames_per_batch))
             _report(job.target)
         except FastNSTError as err:
             failures.append(str(err))

@@ -57,10 +57,12 @@ class StylizeOptions:
     overlap: int = 64
 
     def __post_init__(self) -> None:
-        if not 0 <= self.strength <= 1:
+        if not 0 <= self.strength <= 1:  # also false for NaN
             raise FastNSTError(f"strength must be between 0 and 1, got {self.strength}", param="strength")
-        if self.scale <= 0:
-            raise FastNSTError(f"scale must be positive, got {self.scale}", param="scale")
+        if not 0 < self.scale < float("inf"):  # also refuses NaN
+            raise FastNSTError(f"scale must be a positive number, got {self.scale}", param="scale")
+        if self.overlap < 0:
+            raise FastNSTError(f"overlap must be at least 0, got {self.overlap}", param="overlap")
         if self.max_size is not None and self.max_size < 8:
             raise FastNSTError(f"max_size must be at least 8 px, got {self.max_size}", param="max_size")
         if self.tile and (self.tile < 32 or self.overlap < 0 or self.overlap >= self.tile):

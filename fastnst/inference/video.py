@@ -47,6 +47,15 @@ class VideoOptions:
     batch_size: int = 4
     temporal_blend: float = 0.0
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.temporal_blend <= 0.9:  # also false for NaN
+            raise FastNSTError(f"temporal_blend must be between 0 and 0.9, got {self.temporal_blend}",
+                               param="temporal_blend")
+        if self.crf is not None and not 0 <= self.crf <= 63:
+            raise FastNSTError(f"crf must be from 0 to 63, got {self.crf}", param="crf")
+        if self.batch_size < 1:
+            raise FastNSTError(f"batch_size must be at least 1, got {self.batch_size}", param="batch_size")
+
 
 @dataclass(frozen=True)
 class _Job:
@@ -74,9 +83,6 @@ class VideoReport:
 def stylize_video(stylizer: Stylizer, src: Path, dst: Path, options: StylizeOptions = StylizeOptions(),
                   video: VideoOptions = VideoOptions(), progress: bool = True) -> VideoReport:
     """Stylize every frame of ``src`` into ``dst``; the container follows dst's extension."""
-    if not 0 <= video.temporal_blend <= 0.9:
-        raise FastNSTError(f"temporal_blend must be between 0 and 0.9, got {video.temporal_blend}",
-                           param="temporal_blend")
     src_in = _open_input(src)
     try:
         with atomic_path(dst) as tmp:
