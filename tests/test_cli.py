@@ -260,3 +260,44 @@ def test_output_names_that_cannot_work_are_refused(model: Path, tmp_path: Path, 
     assert not (tmp_path / "-").exists()
     assert run(one, "--model", tmp_path) == 2
     assert "is a folder, not a model file" in capsys.readouterr().err
+
+
+def test_a_pixel_bomb_names_the_limit_and_the_limit_can_be_lifted(model: Path, tmp_path: Path, capsys) -> None:
+    bomb = make_bad(tmp_path, "bomb")
+    assert run(bomb, "--model", model) == 1
+    err = capsys.readouterr().err
+    assert "40000x40000 = 1600 Mpx, over the limit of 120 Mpx" in err and "--max-pixels" in err
+    photo = make_image(tmp_path / "p.png", (48, 40))
+    assert run(photo, "--model", model, "--max-pixels", "1000") == 1  # 1,920 px: over a tiny limit
+    assert run(photo, "--model", model, "--max-pixels", "0") == 0  # 0: no limit
+
+
+def test_a_bomb_on_stdin_says_what_it_is(model: Path, tmp_path: Path) -> None:
+    bomb = make_bad(tmp_path, "bomb")
+    proc = subprocess.run([sys.executable, "-m", "fastnst.inference.cli", "stylize", "-", "--model", str(model)],
+                          input=bomb.read_bytes(), capture_output=True, timeout=120)
+    assert proc.returncode == 1 and b"stdin declares 40000x40000" in proc.stderr
+
+
+def test_exif_orientation_is_applied_to_stdin_too(model: Path, tmp_path: Path) -> None:
+    import io
+
+    img = Image.open(make_image(tmp_path / "wide.jpg", (64, 32)))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90°: the photo is shown 32 wide, 64 high
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", exif=exif)
+    proc = subprocess.run([sys.executable, "-m", "fastnst.inference.cli", "stylize", "-", "--model", str(model)],
+                          input=buffer.getvalue(), capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(io.BytesIO(proc.stdout)).size == (32, 64)
+
+
+def test_big_jpegs_decode_at_a_reduced_scale_when_max_size_asks(tmp_path: Path) -> None:
+    from fastnst.core.images import open_image
+
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (2000, 1500), (120, 60, 30)).save(path, quality=80)
+    assert open_image(path).size == (2000, 1500)
+    small = open_image(path, long_side=200)
+    assert small.size == (500, 375)  # 1/4: the smallest JPEG scale that still covers 200 px

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 import warnings
@@ -18,10 +19,10 @@ from fastnst.core.errors import FastNSTError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 
-# Pillow refuses images over 2x this as decompression bombs. The default (~89 Mpx) would refuse
-# a 12000x8000 scan, which tiling handles fine, so the bound is raised to 0.5 Gpx (bombs beyond 1 Gpx
-# are still refused, before any pixel is decoded).
-MAX_IMAGE_PIXELS = 500_000_000
+# Images declaring more pixels are refused before any pixel is decoded (decompression bombs: a 431 KB
+# PNG can declare 20000x20000). 120 Mpx admits a 12000x9000 scan, which tiling handles; callers lift
+# it explicitly for bigger ones (`fastnst stylize --max-pixels`, 0 for no limit).
+MAX_IMAGE_PIXELS = 120_000_000
 
 
 def find_images(root: Path, recursive: bool = True, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> list[Path]:
@@ -30,8 +31,13 @@ def find_images(root: Path, recursive: bool = True, extensions: Iterable[str] = 
     return sorted(p for p in root.glob(pattern) if p.suffix.lower() in wanted and p.is_file())
 
 
-def open_image(path: Path | str) -> Image.Image:
-    """Open and fully decode an image, EXIF orientation applied; any failure is one FastNSTError."""
+def open_image(path: Path | str, max_pixels: int | None = MAX_IMAGE_PIXELS,
+               long_side: int | None = None) -> Image.Image:
+    """Open and fully decode an image, EXIF orientation applied; any failure is one FastNSTError.
+
+    ``max_pixels``: refuse images declaring more (None: no limit). ``long_side``: the caller will
+    downscale to this, so JPEGs may be decoded at a reduced scale (Pillow's draft: 1/2, 1/4, 1/8,
+    never below the size asked for), which saves most of the memory and time on big photos."""
     path = Path(path)
     if not path.exists():
         raise FastNSTError(f"no such file: {path}")
@@ -39,26 +45,43 @@ def open_image(path: Path | str) -> Image.Image:
         raise FastNSTError(f"{path} is a folder, not an image")
     if path.stat().st_size == 0:
         raise FastNSTError(f"{path} is empty (0 bytes)")
+    return _decode(path, str(path), max_pixels, long_side)
+
+
+def decode_image(data: bytes, name: str = "stdin", max_pixels: int | None = MAX_IMAGE_PIXELS,
+                 long_side: int | None = None) -> Image.Image:
+    """``open_image`` for bytes already in memory (stdin, uploads); ``name`` is used in errors."""
+    if not data:
+        raise FastNSTError(f"{name}: no image data")
+    return _decode(io.BytesIO(data), name, max_pixels, long_side)
+
+
+def _decode(source: Path | io.BytesIO, name: str, max_pixels: int | None, long_side: int | None) -> Image.Image:
     try:
-        with warnings.catch_warnings(), _pixel_limit(MAX_IMAGE_PIXELS):
+        with warnings.catch_warnings(), _no_pillow_limit():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(source)  # reads the header only
+            pixels = img.width * img.height
+            if max_pixels is not None and pixels > max_pixels:
+                raise FastNSTError(f"{name} declares {img.width}x{img.height} = {pixels / 1e6:.0f} Mpx, over the "
+                                   f"limit of {max_pixels / 1e6:.0f} Mpx (a decompression bomb?); raise the limit "
+                                   "if it is a real scan", param="max_pixels")
+            if long_side and img.format == "JPEG" and max(img.size) > 2 * long_side:
+                img.draft("RGB", (long_side, long_side))
             img.load()  # decode now: truncated files fail here, not halfway through a batch
-    except Image.DecompressionBombError:
-        raise FastNSTError(f"{path} declares too many pixels (over {2 * MAX_IMAGE_PIXELS:,}); refusing it") from None
     except UnidentifiedImageError:
-        raise FastNSTError(f"{path} is not an image Pillow can read") from None
+        raise FastNSTError(f"{name} is not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as err:
-        raise FastNSTError(f"{path} is corrupt or truncated ({err})") from None
+        raise FastNSTError(f"{name} is corrupt or truncated ({err})") from None
     return ImageOps.exif_transpose(img)
 
 
 @contextlib.contextmanager
-def _pixel_limit(pixels: int) -> Iterator[None]:
-    """Pillow's bomb check reads a module global; set it for this call only and put it back, so
-    importing or calling fastnst never changes how the rest of the process opens images."""
+def _no_pillow_limit() -> Iterator[None]:
+    """Pillow's own bomb check reads a module global and would refuse before ours can name the limit;
+    switch it off for this call only and put it back, so the rest of the process is unaffected."""
     before = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = pixels
+    Image.MAX_IMAGE_PIXELS = None
     try:
         yield
     finally:

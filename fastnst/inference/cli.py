@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
-import io
 import json
 import logging
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastnst.core.errors import FastNSTError
-from fastnst.core.images import IMAGE_EXTENSIONS, find_images
+from fastnst.core.images import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, find_images
 
 if TYPE_CHECKING:  # the heavy modules are imported by the commands that need them
     from fastnst.inference.stylizer import StylizeOptions, Stylizer
@@ -40,12 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except FastNSTError as err:
-        flag = f"--{err.param.replace('_', '-')}" if err.param else None
-        print(f"error: {err}" + (f" ({flag})" if flag and flag not in str(err) else ""), file=sys.stderr)
+        print(f"error: {describe(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def describe(err: FastNSTError) -> str:
+    """The library's message, with the command-line flag for the argument it names."""
+    flag = f"--{err.param.replace('_', '-')}" if err.param else None
+    return f"{err}" + (f" ({flag})" if flag and flag not in str(err) else "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     s.add_argument("--max-size", type=int, help="downscale so the long side is at most this (px)")
+    s.add_argument("--max-pixels", type=int, default=MAX_IMAGE_PIXELS, help="refuse images declaring more pixels "
+                   f"(decompression bombs; default {MAX_IMAGE_PIXELS:,}); 0: no limit, for huge scans")
     s.add_argument("--scale", type=float, default=1.0, help="run the network at this factor of the size "
                    "and resize back: below 1 gives larger strokes (default 1)")
     s.add_argument("--strength", type=float, default=1.0, help="0 keeps the photo, 1 full style (default 1)")
@@ -213,7 +219,7 @@ def plan(inputs: list[str], output: Path | None, recursive: bool, style: str,
                 found = kept
             expanded += [(f, base if base.is_dir() else None) for f in found]
         except FastNSTError as err:
-            failures.append(str(err))
+            failures.append(describe(err))
     single = len(expanded) == 1 and len(inputs) == 1
     if output == STDIO and not single:
         raise FastNSTError(f"-o - writes one image to stdout, but there are {len(expanded)} inputs", param="output")
@@ -258,6 +264,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
                                  temporal_blend=args.temporal_blend)
     if args.batch_size < 1:
         raise FastNSTError("batch size must be at least 1", param="batch_size")
+    if args.max_pixels < 0:
+        raise FastNSTError(f"max_pixels must be 0 (no limit) or more, got {args.max_pixels}", param="max_pixels")
     if not 1 <= args.quality <= 100:
         raise FastNSTError(f"quality must be from 1 to 100, got {args.quality}", param="quality")
     stylizer = Stylizer.from_file(args.model, args.device, args.precision, compile=args.compile)
@@ -271,7 +279,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     videos = [j for j in jobs if j.source.suffix.lower() in VIDEO_EXTENSIONS]
     bar = tqdm(total=len(images), unit="image", disable=len(images) < 2, file=sys.stderr)
     for batch in _batches(images, args.batch_size):
-        failures += _stylize_images(stylizer, batch, options, args.quality)
+        failures += _stylize_images(stylizer, batch, options, args.quality, args.max_pixels)
         bar.update(len(batch))
     bar.close()
     # Batches of frames pay on a GPU; on a CPU one frame at a time is faster (scripts/bench.py: 0.76x at 4).
@@ -285,7 +293,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
                           dataclasses.replace(video_options, batch_size=frames_per_batch))
             _report(job.target)
         except FastNSTError as err:
-            failures.append(str(err))
+            failures.append(describe(err))
     for message in failures:
         print(f"error: {message}", file=sys.stderr)
     if failures and total > 1:
@@ -298,28 +306,22 @@ def _batches(jobs: list[Job], size: int) -> Iterator[list[Job]]:
         yield jobs[start:start + size]
 
 
-def _stylize_images(stylizer: Stylizer, batch: list[Job], options: StylizeOptions, quality: int) -> list[str]:
-    from PIL import Image
+def _stylize_images(stylizer: Stylizer, batch: list[Job], options: StylizeOptions, quality: int,
+                    max_pixels: int) -> list[str]:
 
-    from fastnst.core.images import open_image, save_image
+    from fastnst.core.images import decode_image, open_image, save_image
 
     failures, loaded = [], []
+    limit = max_pixels or None
     for job in batch:
         try:
             if job.source == STDIO:
-                data = sys.stdin.buffer.read()
-                if not data:
-                    raise FastNSTError("stdin: no image data")
-                try:
-                    img = Image.open(io.BytesIO(data))
-                    img.load()
-                except Exception:
-                    raise FastNSTError("stdin: not an image Pillow can read") from None
+                img = decode_image(sys.stdin.buffer.read(), "stdin", limit, options.max_size)
                 loaded.append((job, img))
             else:
-                loaded.append((job, open_image(job.source)))
+                loaded.append((job, open_image(job.source, limit, options.max_size)))
         except FastNSTError as err:
-            failures.append(str(err))
+            failures.append(describe(err))
     if not loaded:
         return failures
     results = stylizer.stylize_many([img for _, img in loaded], options)
