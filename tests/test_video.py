@@ -224,3 +224,54 @@ def test_flicker_script_prints_both_measures(tmp_path: Path) -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "warping error (synthetic motion):" in proc.stdout and "flicker ratio (real clip, 8 frames):" in proc.stdout
+
+
+def make_vfr_clip(path: Path, frames: int = 16) -> list[float]:
+    """30 fps for 10 frames, then 10 fps (the average rate is on neither grid); returns the frame times."""
+    tb = Fraction(1, 15360)
+    times, t = [], Fraction(0)
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=30)
+        v.width, v.height, v.pix_fmt, v.time_base = 64, 48, "yuv420p", tb
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 12, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = int(t / tb), tb
+            times.append(float(t))
+            t += Fraction(1, 30) if i < 10 else Fraction(1, 10)
+            for p in v.encode(frame):
+                out.mux(p)
+        for p in v.encode(None):
+            out.mux(p)
+    return times
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv", ".webm", ".gif"])
+def test_variable_frame_rates_keep_every_frames_time(stylizer: Stylizer, tmp_path: Path, ext: str) -> None:
+    times = make_vfr_clip(tmp_path / "vfr.mp4")
+    out = tmp_path / f"out{ext}"
+    stylize_video(stylizer, tmp_path / "vfr.mp4", out, progress=False)
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        got = [float(f.pts * f.time_base) for f in container.decode(stream)]
+    step = 0.011 if ext == ".gif" else 0.0011  # GIF stores centiseconds, matroska milliseconds
+    assert len(got) == len(times) and all(abs(a - b) < step for a, b in zip(got, times, strict=True))
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(stylizer: Stylizer, tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from fastnst.inference import video
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=4)
+    real = video._pipeline
+
+    def fill_the_disk(job):  # noqa: ANN001, ANN202
+        real(job)  # the encoder has written its frames into the temporary file...
+        raise av.error.OSError(errno.ENOSPC, "No space left on device")  # ...and the disk fills up
+
+    monkeypatch.setattr(video, "_pipeline", fill_the_disk)
+    out = tmp_path / "out" / "styled.mp4"
+    out.parent.mkdir()
+    with pytest.raises(FastNSTError, match="cannot write .*styled.mp4: No space left on device"):
+        stylize_video(stylizer, clip, out, progress=False)
+    assert list(out.parent.iterdir()) == []

@@ -87,6 +87,8 @@ def stylize_video(stylizer: Stylizer, src: Path, dst: Path, options: StylizeOpti
     try:
         with atomic_path(dst) as tmp:
             report = _transcode(stylizer, src_in, src, tmp, dst.suffix.lower(), options, video, progress)
+    except OSError as err:  # av.error.OSError too: a full disk, a vanished folder (decode errors are handled)
+        raise FastNSTError(f"cannot write {dst}: {err.strerror or err}; nothing was left behind") from None
     finally:
         src_in.close()
     lost = report.expected_frames - report.frames
@@ -324,7 +326,10 @@ class _EncoderState:
                         width, height, width + width % 2, height + height % 2)
             height, width = height + height % 2, width + width % 2
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        stream.time_base = in_v.time_base  # copy timestamps exactly: variable frame rates survive
+        # Copy timestamps exactly: the encoder works in the input's time base, not 1/rate (which would
+        # snap a variable frame rate onto a grid of the average rate and collide timestamps).
+        stream.time_base = in_v.time_base
+        stream.codec_context.time_base = in_v.time_base
         if self.codec in ("libx264", "libx265"):
             stream.options = {"crf": str(18 if self.video.crf is None else self.video.crf), "preset": "medium"}
         elif self.video.crf is not None:
