@@ -1,18 +1,21 @@
 """python optimize.py style=starry_night content=photo.jpg — the Gatys et al. baseline (see README.md)."""
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from fastnst.training.hydra_glue import check_group_choices, guarded
+from fastnst.training.hydra_glue import GATYS_NUMBERS, check_group_choices, check_numbers, guarded
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="optimize")
 def main(cfg: DictConfig) -> None:
     from fastnst.training.gatys_run import run
 
-    guarded(run, cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    guarded(check_numbers, cfg, GATYS_NUMBERS, run_dir=run_dir)
+    guarded(run, cfg, run_dir=run_dir)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ def pack(style: str, trained: Path, vgg_name: str, folder: Path) -> Path:
     """fp16 weights (half the size; the network runs in fp32) under the package's starter folder."""
     network, meta = load_network(trained)
     loss = {**meta.loss, "vgg_weights": vgg_name}  # a name, not this machine's path
+    folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{style}.safetensors"
     save_stylizer(network, target, dataclasses.replace(meta, loss=loss), dtype=torch.float16)
     return target

@@ -74,7 +74,8 @@ def test_resume_after_a_crash_ends_at_max_steps(style_path: Path, tmp_path: Path
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(compose_train(tiny_train_overrides(style_path, steps=6), tmp_path / "a"))
     assert torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
-    assert not (tmp_path / "a" / "starry_night.safetensors").exists()  # a crash exports nothing half-done
+    # A crash after some steps still exports them (marked with their step count); resuming continues.
+    assert read_metadata(tmp_path / "a" / "starry_night.safetensors").steps >= 2
     monkeypatch.setattr(pl.Trainer, "__init__", original)
 
     # A new run directory beside the old one, as `python train.py ... ckpt_path=last` makes.
@@ -225,5 +226,68 @@ def test_ctrl_c_still_exports_what_was_trained(style_path: Path, tmp_path: Path)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     model = run_dir / "starry_night.safetensors"
-    assert proc.returncode != 0 and out.strip().splitlines()[-1] == str(model.resolve())
+    assert proc.returncode == 130 and out.strip().splitlines()[-1] == str(model.resolve())
     assert read_metadata(model).steps > 0
+
+
+@pytest.mark.parametrize("override, key", [("loss.style_weight=abc", "loss.style_weight"),
+                                           ("trainer.max_steps=0", "trainer.max_steps"),
+                                           ("optimizer.lr=-1", "optimizer.lr"),
+                                           ("data.batch_size=1.5", "data.batch_size")])
+def test_bad_numbers_are_one_line_before_anything_runs(style_path: Path, tmp_path: Path, override: str,
+                                                       key: str) -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "train.py", "experiment=smoke", f"style.image={style_path}", override,
+                           f"hydra.run.dir={run_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith(f"error: {key} must be")
+    assert proc.stderr.strip().count("\n") == 0 and not run_dir.exists()  # nothing left behind
+
+
+def test_a_run_owns_its_folder(tmp_path: Path) -> None:
+    from fastnst.training.run import run_lock
+
+    with run_lock(tmp_path / "run"):
+        with pytest.raises(FastNSTError, match="another training run is writing to"):
+            with run_lock(tmp_path / "run"):
+                pass
+    (tmp_path / "run" / ".fastnst.lock").write_text("999999999")  # left by a process that died
+    with run_lock(tmp_path / "run"):
+        assert (tmp_path / "run" / ".fastnst.lock").read_text() != "999999999"
+    assert not (tmp_path / "run" / ".fastnst.lock").exists()
+
+
+def test_resuming_another_architecture_is_refused(style_path: Path, tmp_path: Path) -> None:
+    run(compose_train(tiny_train_overrides(style_path, steps=2), tmp_path / "a"))
+    bigger = [*tiny_train_overrides(style_path, steps=4), "model=johnson", "ckpt_path=last"]
+    with pytest.raises(FastNSTError, match="was trained with network") as err:
+        run(compose_train(bigger, tmp_path / "b"))
+    assert err.value.param == "ckpt_path"
+
+
+def test_a_crash_after_some_steps_still_exports_them(style_path: Path, tmp_path: Path, monkeypatch) -> None:
+    from fastnst.training.module import StyleTransferModule
+
+    def crash(self, *args):  # noqa: ANN001, ANN002, ANN202
+        if self.global_step >= 2:
+            raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(StyleTransferModule, "on_train_batch_end", crash)
+    with pytest.raises(RuntimeError, match="simulated"):
+        run(compose_train(tiny_train_overrides(style_path, steps=6), tmp_path / "run"))
+    assert read_metadata(tmp_path / "run" / "starry_night.safetensors").steps == 2
+
+
+def test_validation_images_are_readable_ones(image_folder: Path) -> None:
+    from fastnst.training.data import StyleDataModule
+
+    for name in ("aaa.jpg", "aab.png"):  # sorted first: where validation images used to come from
+        (image_folder / name).write_text("corrupt")
+    data = StyleDataModule(str(image_folder), image_size=32, num_val=2, num_workers=0)
+    data.setup("fit")
+    assert [p.name for p in data.val_set.files] == ["img0.jpg", "img2.png"]
+    assert len(data.val_set) == 2 and data.val_set[0].shape == (3, 32, 32)

@@ -143,10 +143,18 @@ class StyleDataModule(L.LightningDataModule):
         probe = random.Random(self.seed).sample(files, min(len(files), 16))
         if not any(_readable(p) for p in probe):
             raise FastNSTError(f"root {root}: none of {len(probe)} sampled images could be read", param="root")
+        # Validation images are the first readable ones: a corrupt file there would stop every validation.
         num_val = min(self.num_val, max(len(files) - 1, 0))
-        self.val_set = ImageFiles(files[:num_val] or files[:1], self.image_size, train=False)
-        self.train_set = ImageFiles(files[num_val:], self.image_size, train=True)
-        log.info("training on %d images from %s (%d held out)", len(files) - num_val, root, num_val)
+        val_files: list[Path] = []
+        for path in files:
+            if len(val_files) >= max(num_val, 1):
+                break
+            if _readable(path):
+                val_files.append(path)
+        held = set(val_files) if num_val else set()
+        self.val_set = ImageFiles(val_files, self.image_size, train=False)
+        self.train_set = ImageFiles([f for f in files if f not in held], self.image_size, train=True)
+        log.info("training on %d images from %s (%d held out)", len(files) - len(held), root, len(held))
 
     def _setup_cache(self, path: Path) -> None:
         try:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
+
+from omegaconf import DictConfig, OmegaConf
 
 from fastnst.core.errors import FastNSTError
 
@@ -41,7 +46,52 @@ HYDRA_KEYS = {"root": "data.root", "cache": "data.cache", "vgg_weights": "loss.v
 # `lr` of a training run is optimizer.lr, of a Gatys run gatys.lr: the entry point says which.
 
 
-def guarded(fn: Callable[..., T], *args: object, keys: dict[str, str] | None = None) -> T:
+# The numeric knobs of each entry point: (kind, minimum, minimum allowed?). Checked before anything runs,
+# so `loss.style_weight=abc` is one line, not a traceback after training has started.
+TRAIN_NUMBERS = {"trainer.max_steps": (int, 1, True), "data.image_size": (int, 16, True),
+                 "data.batch_size": (int, 1, True), "data.num_workers": (int, 0, True), "data.num_val": (int, 1, True),
+                 "style.size": (int, 16, True), "loss.content_weight": (float, 0, True),
+                 "loss.style_weight": (float, 0, True), "loss.tv_weight": (float, 0, True),
+                 "loss.temporal_weight": (float, 0, True), "optimizer.lr": (float, 0, False),
+                 "checkpoint_every_n_steps": (int, 1, True), "nan_check_every_n_steps": (int, 1, True),
+                 "seed": (int, 0, True)}
+GATYS_NUMBERS = {"gatys.steps": (int, 1, True), "gatys.lr": (float, 0, False), "image_size": (int, 8, True),
+                 "style.size": (int, 16, True), "loss.content_weight": (float, 0, True),
+                 "loss.style_weight": (float, 0, True), "loss.tv_weight": (float, 0, True), "seed": (int, 0, True)}
+
+
+def check_numbers(cfg: DictConfig, spec: dict[str, tuple[type, float, bool]]) -> None:
+    """Raise FastNSTError naming the first key whose value is not a number of the right kind and range."""
+    for key, (kind, low, inclusive) in spec.items():
+        try:
+            value = OmegaConf.select(cfg, key, throw_on_missing=True)
+        except Exception as err:  # an interpolation that cannot resolve
+            raise FastNSTError(f"{key} cannot be read ({err.__class__.__name__})") from None
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        typed = whole if kind is int else number and math.isfinite(value)
+        ok = typed and (value >= low if inclusive else value > low)
+        if not ok:
+            what = "a whole number" if kind is int else "a finite number"
+            bound = f">= {low}" if inclusive else f"> {low}"
+            raise FastNSTError(f"{key} must be {what} {bound}, got {value!r}")
+
+
+def remove_empty_run(run_dir: Path) -> None:
+    """After a run that failed before doing anything, take back what Hydra wrote for it (.hydra/ and
+    the log), so a typo leaves no folder behind. Anything else in the folder is left alone."""
+    ours = {".hydra", "train.log", "optimize.log"}
+    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - ours:
+        return
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    for name in ("train.log", "optimize.log"):
+        (run_dir / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()
+
+
+def guarded(fn: Callable[..., T], *args: object, keys: dict[str, str] | None = None,
+            run_dir: Path | None = None) -> T:
     """Call ``fn``; a FastNSTError becomes ``error: <message> (set KEY=...)`` on stderr and exit
     code 2, and Ctrl-C exit code 130 without a traceback (``fn`` has saved what it had by then).
     The one place where train.py and optimize.py turn errors into exit codes."""
@@ -50,6 +100,8 @@ def guarded(fn: Callable[..., T], *args: object, keys: dict[str, str] | None = N
     except FastNSTError as err:
         key = {**HYDRA_KEYS, **(keys or {})}.get(err.param or "")
         print(f"error: {err}" + (f" (set {key}=...)" if key else ""), file=sys.stderr, flush=True)
+        if run_dir is not None:
+            remove_empty_run(run_dir)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

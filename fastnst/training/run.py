@@ -3,9 +3,13 @@ everything below takes plain arguments."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
+import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -15,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fastnst.core.errors import FastNSTError
 from fastnst.core.losses import PerceptualLoss
-from fastnst.core.modelfile import ModelMeta, save_stylizer
+from fastnst.core.modelfile import ModelMeta, read_metadata, save_stylizer
 from fastnst.core.styles import load_style
 from fastnst.training.data import StyleDataModule
 from fastnst.training.module import StyleTransferModule
@@ -47,15 +51,69 @@ def _precision(cfg: DictConfig) -> str:
     return "bf16-mixed" if on_gpu else "32-true"
 
 
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Own ``run_dir`` for the length of a run: a second run pointed at the same folder (two started
+    in the same second, or one explicit ``hydra.run.dir``) is refused instead of mixing checkpoints.
+    A lock left by a process that no longer exists is taken over; DDP workers share their launcher's."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if any(int(os.environ.get(v, "0") or 0) > 0 for v in ("LOCAL_RANK", "RANK")):
+        yield  # a DDP worker of the run that holds the lock (Lightning and torchrun set these)
+        return
+    lock = run_dir / ".fastnst.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            if _alive(lock):
+                raise FastNSTError(f"another training run is writing to {run_dir}; give this one its own folder",
+                                   param="output_dir") from None
+            lock.unlink(missing_ok=True)
+    else:
+        raise FastNSTError(f"cannot lock {run_dir}", param="output_dir")
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(lock: Path) -> bool:
+    try:
+        os.kill(int(lock.read_text() or "0"), 0)
+        return True
+    except (ValueError, ProcessLookupError, FileNotFoundError):
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+
+
+def check_resumable(ckpt: Path, meta: ModelMeta) -> None:
+    """Refuse to resume a checkpoint of another network or style: it would train the wrong model."""
+    saved = read_metadata(ckpt)
+    for field in ("network", "style_name", "style_sha256"):
+        if getattr(saved, field) != getattr(meta, field):
+            raise FastNSTError(f"{ckpt} was trained with {field} {getattr(saved, field)!r}, this run has "
+                               f"{getattr(meta, field)!r}; start a fresh run or resume the matching one",
+                               param="ckpt_path")
+
+
 def run(cfg: DictConfig) -> Path | None:
     """Train one style as the config says; returns the path of the exported ``.safetensors``."""
-    L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.paths.output_dir)
     resume = find_checkpoint(cfg.get("ckpt_path"), run_dir)
     if resume is not None:
         run_dir = resume.parent.parent  # keep writing the interrupted run's logs and checkpoints
         cfg.paths.output_dir = str(run_dir)  # the callbacks and the logger follow it
         log.info("resuming from %s", resume)
+    with run_lock(run_dir):
+        return _train(cfg, run_dir, resume)
+
+
+def _train(cfg: DictConfig, run_dir: Path, resume: Path | None) -> Path | None:
+    L.seed_everything(cfg.seed, workers=True)
 
     style, style_sha = load_style(cfg.style.image, cfg.style.size)
     datamodule: StyleDataModule = instantiate(cfg.data)
@@ -65,6 +123,8 @@ def run(cfg: DictConfig) -> Path | None:
     meta = ModelMeta(style_name=str(cfg.style.name), style_image=str(cfg.style.image), style_sha256=style_sha,
                      style_size=int(cfg.style.size), network=network.config, loss=loss.spec,
                      image_size=int(cfg.data.image_size), description=str(cfg.get("description") or ""))
+    if resume is not None:
+        check_resumable(resume, meta)
     hparams = {**meta.to_dict(), "config": OmegaConf.to_container(cfg, resolve=True)}
     module = StyleTransferModule(network, loss, instantiate(cfg.optimizer), style, hparams,
                                  channels_last=cfg.channels_last, nan_check_every_n_steps=cfg.nan_check_every_n_steps)
@@ -75,28 +135,47 @@ def run(cfg: DictConfig) -> Path | None:
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg["precision"] = _precision(cfg)
     trainer: L.Trainer = instantiate(trainer_cfg, default_root_dir=str(run_dir), callbacks=callbacks, logger=logger)
+    target = run_dir / f"{meta.style_name}.safetensors"
     try:
         with warnings.catch_warnings():
             # The loss network is frozen in eval mode on purpose; Lightning warns about it at every fit.
             warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
     except (KeyboardInterrupt, SystemExit):
-        # Ctrl-C (Lightning turns it into SystemExit): still export what was trained.
-        _finish(module, trainer, datamodule, run_dir / f"{meta.style_name}.safetensors", meta)
+        # Ctrl-C (Lightning turns it into SystemExit(1)): export what was trained, then exit as interrupted.
+        _finish(module, trainer, datamodule, target, meta, interrupted=True)
+        raise KeyboardInterrupt from None
+    except Exception:
+        _finish(module, trainer, datamodule, target, meta, interrupted=True)  # never lose the steps trained
         raise
-    return _finish(module, trainer, datamodule, run_dir / f"{meta.style_name}.safetensors", meta)
+    return _finish(module, trainer, datamodule, target, meta)
 
 
 def _finish(module: StyleTransferModule, trainer: L.Trainer, datamodule: StyleDataModule, path: Path,
-            meta: ModelMeta) -> Path | None:
+            meta: ModelMeta, interrupted: bool = False) -> Path | None:
     """Export the stylizer (rank zero only) and print its path as the run's last line."""
     if datamodule.skipped:
         log.warning("%d unreadable training image(s) were skipped", datamodule.skipped)
-    if not trainer.is_global_zero or trainer.global_step == 0:
+    if not trainer.is_global_zero:
         return None
-    if not all(torch.isfinite(p).all() for p in module.network.parameters()):
-        log.error("network weights are not finite; nothing exported (use the last checkpoint)")
+    if trainer.global_step == 0:
+        if interrupted:
+            print("stopped before the first training step: nothing to export", file=sys.stderr, flush=True)
+        return None
+    if not _finite(module):
+        log.error("the network's weights or outputs are not finite; nothing exported (use the last checkpoint)")
         return None
     save_stylizer(module.network, path, dataclasses.replace(meta, steps=trainer.global_step))
     print(path.resolve(), flush=True)
     return path
+
+
+@torch.no_grad()
+def _finite(module: StyleTransferModule) -> bool:
+    """Finite weights that also give a finite image: huge-but-finite weights after a diverging step
+    would export a model that paints every photo black."""
+    network = module.network
+    if not all(torch.isfinite(p).all() for p in network.parameters()):
+        return False
+    device = next(network.parameters()).device
+    return bool(torch.isfinite(network(torch.rand(1, 3, 32, 32, device=device))).all())
