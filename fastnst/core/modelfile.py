@@ -37,6 +37,11 @@ def starter_models() -> dict[str, Path]:
     return {p.stem: p for p in sorted(STARTER_DIR.glob("*.safetensors"))}
 
 
+def is_starter(path: Path) -> bool:
+    """Whether ``path`` is one of the installed starter models (never write beside those)."""
+    return path.resolve().parent == STARTER_DIR.resolve()
+
+
 def resolve_model(model: str | Path) -> Path:
     """A model file's path, or the name of a starter model (``starry_night``). A file that exists
     wins over a starter of the same name."""

@@ -10,7 +10,7 @@ import torch
 
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import atomic_path
-from fastnst.core.modelfile import STARTER_DIR, load_network, resolve_model
+from fastnst.core.modelfile import is_starter, load_network, resolve_model
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 
@@ -22,8 +22,7 @@ def export(model: Path | str, fmt: str, output: Path | None = None, opset: int =
         raise FastNSTError(f"unknown export format {fmt!r}; choose {', '.join(FORMATS)}", param="format")
     path = resolve_model(model)
     network, _ = load_network(path)
-    beside = path.parent != STARTER_DIR  # never write into the installed package
-    output = output or (path if beside else Path(path.name)).with_suffix(FORMATS[fmt])
+    output = output or (Path(path.name) if is_starter(path) else path).with_suffix(FORMATS[fmt])
     example = torch.rand(1, 3, 64, 64)
     with warnings.catch_warnings(), atomic_path(output) as tmp:
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
