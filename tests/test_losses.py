@@ -86,3 +86,43 @@ def test_loss_is_differentiable_with_respect_to_the_output(vgg: VGGFeatures) -> 
     loss(out, torch.rand(1, 3, 32, 32))["total"].backward()
     assert out.grad is not None and out.grad.abs().sum() > 0
     assert all(p.grad is None for p in vgg.parameters())
+
+
+def test_target_norm_makes_each_layer_a_relative_error(vgg: VGGFeatures) -> None:
+    torch.manual_seed(3)
+    style, out, content = torch.rand(1, 3, 40, 40), torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    loss = make_loss(vgg, style_norm="target")
+    loss.set_style(style)
+    terms = loss(out, content)
+    feats_out, feats_style = vgg(out, STYLE_LAYERS), vgg(style, STYLE_LAYERS)
+    for name, w in STYLE_LAYERS.items():
+        target = gram_matrix(feats_style[name])
+        err = (gram_matrix(feats_out[name]) - target).pow(2).mean() / target.pow(2).mean()
+        torch.testing.assert_close(terms[f"style/{name}"], 10.0 * w * err)
+    # A plain MSE on the same inputs is dominated by the layer with the largest Grams; the relative one is not.
+    plain = make_loss(vgg)
+    plain.set_style(style)
+    raw = plain(out, content)
+    assert not torch.allclose(raw["style"], terms["style"])
+
+
+def test_the_temporal_term_is_part_of_the_loss(vgg: VGGFeatures) -> None:
+    from fastnst.core.transformer import TransformerNet
+
+    net = TransformerNet(channels=8, num_residual=1)
+    x = torch.rand(2, 3, 32, 32)
+    loss = make_loss(vgg, temporal_weight=5.0)
+    loss.set_style(torch.rand(1, 3, 32, 32))
+    terms = loss(net(x), x, network=net)
+    assert terms["temporal"] > 0
+    torch.testing.assert_close(terms["total"], terms["content"] + terms["style"] + terms["tv"] + terms["temporal"])
+    with pytest.raises(ValueError, match="needs the network"):
+        loss(net(x), x)
+
+
+@pytest.mark.parametrize("bad", [{"style_weight": float("nan")}, {"tv_weight": -1.0}, {"style_norm": "max"}])
+def test_bad_weights_are_refused(vgg: VGGFeatures, bad: dict) -> None:
+    from fastnst.core.errors import FastNSTError
+
+    with pytest.raises(FastNSTError):
+        make_loss(vgg, **bad)
