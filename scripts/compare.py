@@ -90,6 +90,7 @@ def main() -> int:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--content-dir", type=Path, required=True)
     parser.add_argument("--style-image", help="default: the one named in the model file")
+    parser.add_argument("--vgg-weights", help="the loss network's weights (default: as the model file names them)")
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--iterations", default="100,300,500")
     parser.add_argument("--images", type=int, default=4, help="held-out photos for the quality comparison")
@@ -106,7 +107,8 @@ def main() -> int:
         meta = read_metadata(args.model)
         stylizer = Stylizer.from_file(args.model, args.device, precision="fp32")
         device = stylizer.device
-        loss = model_loss(meta, args.style_image).to(device)
+        changes = {"vgg_weights": args.vgg_weights} if args.vgg_weights else {}
+        loss = model_loss(meta, args.style_image, **changes).to(device)
     except (FastNSTError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
