@@ -115,7 +115,7 @@ def main() -> int:
     threads = f"CPU ({torch.get_num_threads()} threads)"
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else threads
     print(f"# fast network vs Gatys et al. — {hardware}, torch {torch.__version__}, "
-          f"VGG weights: {meta.loss['vgg_weights']}, init: {args.init}\n")
+          f"VGG weights: {loss.vgg.weights}, init: {args.init}\n")
 
     # Quality (Figure 5) at the first size; these runs also time Gatys at that size.
     size, last = sizes[0], iterations[-1]
