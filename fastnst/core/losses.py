@@ -8,7 +8,7 @@ in one carries over to the other.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -99,12 +99,16 @@ class PerceptualLoss(nn.Module):
                 "style_norm": self.style_norm}
 
     @torch.no_grad()
-    def set_style(self, style: torch.Tensor) -> None:
-        """style: (1, 3, H, W) in [0, 1]. Computes the target Grams (and their norms) once per run."""
-        feats = self.vgg(style, self.style_layers)
+    def set_style(self, style: torch.Tensor | Sequence[torch.Tensor]) -> None:
+        """style: (1, 3, H, W) in [0, 1], or a list of such images (any sizes) for a multi-style
+        network, whose position is the ``style_index`` that ``forward`` takes. Computes the target
+        Grams (S, C, C) and their norms (S,) once per run."""
+        styles = [style] if isinstance(style, torch.Tensor) else list(style)
+        feats = [self.vgg(s, self.style_layers) for s in styles]
         for name in self.style_layers:
-            gram = gram_matrix(feats[name])
-            norm = gram.pow(2).mean().clamp_min(1e-30) if self.style_norm == "target" else torch.ones(())
+            gram = torch.cat([gram_matrix(f[name]) for f in feats])
+            norm = gram.pow(2).mean(dim=(1, 2)).clamp_min(1e-30) if self.style_norm == "target" \
+                else torch.ones(len(styles))
             self.register_buffer(f"gram_{name}", gram, persistent=False)
             self.register_buffer(f"gram_norm_{name}", norm.to(gram), persistent=False)
 
@@ -112,7 +116,12 @@ class PerceptualLoss(nn.Module):
     def has_style(self) -> bool:
         return all(hasattr(self, f"gram_{name}") for name in self.style_layers)
 
+    @property
+    def num_styles(self) -> int:
+        return self.style_gram(next(iter(self.style_layers))).shape[0] if self.style_layers else 1
+
     def style_gram(self, name: str) -> torch.Tensor:
+        """Layer ``name``'s target Grams, (S, C, C)."""
         try:
             return getattr(self, f"gram_{name}")
         except AttributeError:
@@ -125,10 +134,12 @@ class PerceptualLoss(nn.Module):
 
     def forward(self, output: torch.Tensor, content: torch.Tensor | None = None,
                 targets: Mapping[str, torch.Tensor] | None = None,
-                network: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                network: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                style_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """output, content: (N, 3, H, W) in [0, 1]; ``targets`` may replace ``content`` when the
         content features are already known (the Gatys loop computes them once). ``network``, with
         ``output = network(content)``, is needed for the temporal term (``temporal_weight > 0``).
+        ``style_index`` (N,): which of ``set_style``'s styles each image is judged against (default 0).
         Returns ``total``, ``content``, ``style``, ``tv``, ``style/<layer>`` and, with a temporal
         weight, ``temporal`` (all weighted)."""
         if targets is None:
@@ -142,7 +153,11 @@ class PerceptualLoss(nn.Module):
             terms: dict[str, torch.Tensor] = {}
             for name, w in self.style_layers.items():
                 g = gram_matrix(feats[name])
-                err = F.mse_loss(g, self.style_gram(name).expand_as(g)) / getattr(self, f"gram_norm_{name}")
+                target, norm = self.style_gram(name), getattr(self, f"gram_norm_{name}")
+                if style_index is None:  # one style: its Gram broadcast over the batch, never copied
+                    err = (g - target[:1]).pow(2).mean() / norm[0]
+                else:
+                    err = ((g - target[style_index]).pow(2).mean(dim=(1, 2)) / norm[style_index]).mean()
                 terms[f"style/{name}"] = self.style_weight * w * err
             style_loss = sum(terms.values())
             terms["content"] = self.content_weight * content_loss

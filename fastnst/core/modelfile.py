@@ -26,9 +26,11 @@ from fastnst.core.transformer import OUTPUTS, TransformerNet
 
 FORMAT = "fastnst.stylizer"
 FORMAT_VERSION = 2  # 2: temporal_weight moved into `loss`, `description` and network `output` added; 1 loads
+# (multi-style files add `styles` and network `num_styles`; readers that ignore them refuse the weights' shapes)
 # A name that is safe as part of a file name on every OS: no separators, no leading dot.
 STYLE_NAME = re.compile(r"^\w[\w .+-]{0,63}$")
-NETWORK_LIMITS = {"channels": (1, 256), "num_residual": (0, 64)}  # bounds what a file can make us allocate
+# Bounds what a file can make us allocate.
+NETWORK_LIMITS = {"channels": (1, 256), "num_residual": (0, 64), "num_styles": (1, 1024)}
 STARTER_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 
 
@@ -60,7 +62,9 @@ def resolve_model(model: str | Path) -> Path:
 class ModelMeta:
     """What a stylizer file says about itself. ``network``: TransformerNet's constructor arguments;
     ``loss``: ``PerceptualLoss.spec`` (VGG, layers, weights); ``steps``/``image_size``: how long and
-    at what crop size it was trained; ``description``: free text, e.g. what it was trained on."""
+    at what crop size it was trained; ``description``: free text, e.g. what it was trained on.
+    ``styles``: the style names of a multi-style network, in the order of its (γ, β) rows
+    (``style_name`` then names the model as a whole); empty for a single-style one."""
 
     style_name: str = "styled"
     style_image: str = ""
@@ -71,6 +75,7 @@ class ModelMeta:
     image_size: int | None = None
     steps: int | None = None
     description: str = ""
+    styles: list[str] = field(default_factory=list)
     fastnst_version: str = __version__
     format_version: int = FORMAT_VERSION
 
@@ -83,10 +88,23 @@ class ModelMeta:
             value = self.network.get(key)
             if value is not None and not (isinstance(value, int) and low <= value <= high):
                 raise FastNSTError(f"network {key} must be a whole number from {low} to {high}, got {value!r}")
+        for name in self.styles:
+            if not isinstance(name, str) or not STYLE_NAME.match(name):
+                raise FastNSTError(f"style name {str(name)[:80]!r} is not a plain name", param="style_name")
+        if len(set(self.styles)) != len(self.styles):
+            raise FastNSTError(f"style names repeat: {self.styles}", param="style_name")
+        if self.network and len(self.style_names) != self.network.get("num_styles", 1):
+            raise FastNSTError(f"{len(self.style_names)} style name(s) for a network of "
+                               f"{self.network.get('num_styles', 1)} styles")
         if self.network.get("output", "sigmoid") not in OUTPUTS:
             raise FastNSTError(f"network output must be one of {OUTPUTS}, got {self.network['output']!r}")
         if set(self.network) - {*NETWORK_LIMITS, "output"}:
             raise FastNSTError(f"unknown network settings {sorted(set(self.network) - {*NETWORK_LIMITS, 'output'})}")
+
+    @property
+    def style_names(self) -> list[str]:
+        """The styles this model paints, in order (one for a single-style model)."""
+        return list(self.styles) or [self.style_name]
 
     @property
     def temporal_weight(self) -> float:
@@ -110,7 +128,7 @@ class ModelMeta:
 def _check_types(meta: ModelMeta) -> None:
     expected = {"style_name": str, "style_image": str, "style_sha256": str, "style_size": (int, type(None)),
                 "network": dict, "loss": dict, "image_size": (int, type(None)), "steps": (int, type(None)),
-                "description": str, "fastnst_version": str, "format_version": int}
+                "description": str, "styles": list, "fastnst_version": str, "format_version": int}
     for name, kind in expected.items():
         value = getattr(meta, name)
         if not isinstance(value, kind) or isinstance(value, bool):

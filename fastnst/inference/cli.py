@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(decompression bombs; default {MAX_IMAGE_PIXELS:,}); 0: no limit, for huge scans")
     s.add_argument("--scale", type=float, default=1.0, help="run the network at this factor of the size "
                    "and resize back: below 1 gives larger strokes (default 1)")
+    s.add_argument("--style", help="multi-style models: a style (great_wave), a blend "
+                   "(starry_night:0.7,great_wave:0.3) or, for videos, a morph over the clip "
+                   "(starry_night..great_wave); default: the first style")
     s.add_argument("--strength", type=float, default=1.0, help="0 keeps the photo, 1 full style (default 1)")
     s.add_argument("--preserve-color", action="store_true", help="keep the photo's colours")
     s.add_argument("--tile", type=int, help="process in tiles of this side (px); automatic when needed, 0 never")
@@ -117,7 +120,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 1
     for name, path in starters.items():
         meta = read_metadata(path)
-        print(f"{name:<16} {meta.description or '-'}")
+        styles = f"[{len(meta.styles)} styles: {', '.join(meta.styles)}] " if meta.styles else ""
+        print(f"{name:<16} {styles}{meta.description or '-'}")
     print(f"\nuse one with: fastnst stylize photo.jpg --model {next(iter(starters))}")
     return 0
 
@@ -131,7 +135,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps({**meta.to_dict(), "parameters": parameters}, indent=2))
         return 0
     loss = meta.loss
-    rows = [("style", meta.style_name), ("style image", meta.style_image or "?"),
+    rows = [("style", meta.style_name),
+            *([("styles", f"{len(meta.styles)}: {', '.join(meta.styles)} (--style NAME, A:0.7,B:0.3 or A..B)")]
+              if meta.styles else []),
+            ("style image", meta.style_image or "?"),
             ("style image sha256", meta.style_sha256 or "?"),
             ("network", f"TransformerNet {meta.network}, {parameters:,} parameters"),
             ("steps trained", meta.steps), ("training crop", f"{meta.image_size} px" if meta.image_size else "?"),
@@ -259,7 +266,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
     # Every option is checked here, before a model is loaded or a file is read.
     options = StylizeOptions(max_size=args.max_size, scale=args.scale, strength=args.strength,
-                             preserve_color=args.preserve_color, tile=args.tile, overlap=args.overlap)
+                             preserve_color=args.preserve_color, tile=args.tile, overlap=args.overlap,
+                             style=args.style)
     video_options = VideoOptions(codec=args.codec, crf=args.crf, batch_size=max(args.batch_size, 1),
                                  temporal_blend=args.temporal_blend)
     if args.batch_size < 1:
@@ -273,10 +281,13 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         import torch
 
         torch.backends.cudnn.benchmark = True  # this process stylizes many frames of one size: autotune once
-    jobs, failures = plan(args.inputs, args.output, args.recursive, stylizer.style_name, args.overwrite)
+    jobs, failures = plan(args.inputs, args.output, args.recursive, stylizer.style_label(args.style), args.overwrite)
     total = len(jobs) + len(failures)
     images = [j for j in jobs if j.source.suffix.lower() not in VIDEO_EXTENSIONS]
     videos = [j for j in jobs if j.source.suffix.lower() in VIDEO_EXTENSIONS]
+    if images and args.style and ".." in args.style:
+        raise FastNSTError(f"a morph ({args.style}) moves over a video's frames; {len(images)} of the inputs are "
+                           "images: give one style or a blend for them", param="style")
     bar = tqdm(total=len(images), unit="image", disable=len(images) < 2, file=sys.stderr)
     for batch in _batches(images, args.batch_size):
         failures += _stylize_images(stylizer, batch, options, args.quality, args.max_pixels)

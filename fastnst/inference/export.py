@@ -1,8 +1,11 @@
 """Export a stylizer for runtimes without fastnst: ONNX (dynamic batch, height and width) or
-TorchScript. Both take and return (N, 3, H, W) RGB float in [0, 1] (outputs unclamped), H, W >= 5."""
+TorchScript. Both take and return (N, 3, H, W) RGB float in [0, 1] (outputs unclamped), H, W >= 5.
+A multi-style model takes a second input, ``style``: blend weights of shape (S,) in the order of
+its styles (summing to 1), so a runtime can pick or blend styles."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -21,17 +24,22 @@ def export(model: Path | str, fmt: str, output: Path | None = None, opset: int =
     if fmt not in FORMATS:
         raise FastNSTError(f"unknown export format {fmt!r}; choose {', '.join(FORMATS)}", param="format")
     path = resolve_model(model)
-    network, _ = load_network(path)
+    network, meta = load_network(path)
     output = output or (Path(path.name) if is_starter(path) else path).with_suffix(FORMATS[fmt])
-    example = torch.rand(1, 3, 64, 64)
+    example: tuple[torch.Tensor, ...] = (torch.rand(1, 3, 64, 64),)
+    names = ["image"]
+    if network.num_styles > 1:
+        example = (*example, torch.full((network.num_styles,), 1 / network.num_styles))
+        names.append("style")
     with warnings.catch_warnings(), atomic_path(output) as tmp:
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
         if fmt == "onnx":
             axes = {0: "batch", 2: "height", 3: "width"}
             # The TorchScript-based exporter handles the size-dependent resize with dynamic axes.
-            torch.onnx.export(network, (example,), str(tmp), input_names=["image"], output_names=["stylized"],
+            torch.onnx.export(network, example, str(tmp), input_names=names, output_names=["stylized"],
                               dynamic_axes={"image": axes, "stylized": axes}, opset_version=opset, dynamo=False)
         else:
             with torch.inference_mode(False), torch.no_grad():
-                torch.jit.save(torch.jit.trace(network, example), str(tmp))
+                torch.jit.save(torch.jit.trace(network, example), str(tmp),
+                               _extra_files={"styles.json": json.dumps(meta.style_names)})
     return output

@@ -18,6 +18,7 @@ from fastnst.core.device import resolve_device, resolve_dtype
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import fit_long_side, resize, split_alpha, to_pil, to_tensor
 from fastnst.core.modelfile import ModelMeta, load_network, resolve_model
+from fastnst.core.stylemix import Morph, StyleSpec, mix_label, parse_style
 from fastnst.core.transformer import TransformerNet
 from fastnst.inference.tiling import fixed_norm_stats, measure_norm_stats, run_tiled
 
@@ -47,7 +48,9 @@ class StylizeOptions:
     """How to stylize. ``max_size``: long side of the output (downscale only). ``scale``: run the
     network at this factor of the output size and resize back (< 1: larger strokes).
     ``strength``: 0 returns the input, 1 the full stylization. ``tile``: tile side in px (None: tile
-    automatically only when the image would not fit in memory; 0: never tile)."""
+    automatically only when the image would not fit in memory; 0: never tile). ``style``: for a
+    multi-style model, a style name, a blend (``a:0.7,b:0.3`` or {name: weight}), or for videos a
+    morph ``a..b`` (``fastnst.core.stylemix``); None: the model's first style."""
 
     max_size: int | None = None
     scale: float = 1.0
@@ -55,6 +58,7 @@ class StylizeOptions:
     preserve_color: bool = False
     tile: int | None = None
     overlap: int = 64
+    style: StyleSpec | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.strength <= 1:  # also false for NaN
@@ -85,6 +89,30 @@ class Stylizer:
         self._forward = torch.compile(self.network, dynamic=None) if compile else self.network
         self.metadata = metadata or ModelMeta()
         self.style_name = self.metadata.style_name
+        self.style_names = self.metadata.style_names if network.num_styles > 1 else [self.style_name]
+
+    @property
+    def multi_style(self) -> bool:
+        return self.network.num_styles > 1
+
+    def style_weights(self, style: StyleSpec | None) -> torch.Tensor | Morph | None:
+        """Blend weights (S,) or a ``Morph`` for a multi-style model; None for a single-style one
+        (which refuses any ``style``)."""
+        if not self.multi_style:
+            if style is not None:
+                raise FastNSTError(f"this model paints one style ({self.style_name}); choosing a style needs a "
+                                   "multi-style model", param="style")
+            return None
+        return parse_style(style, self.style_names)
+
+    def style_label(self, style: StyleSpec | None) -> str:
+        """The name outputs get for ``style``: the model's name, a style's, or a blend's."""
+        weights = self.style_weights(style)
+        if weights is None:
+            return self.style_name
+        if isinstance(weights, Morph):
+            return f"{mix_label(weights.start, self.style_names)}-to-{mix_label(weights.end, self.style_names)}"
+        return mix_label(weights, self.style_names)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], device: str = "auto", precision: str = "auto",
@@ -93,16 +121,29 @@ class Stylizer:
         network, meta = load_network(resolve_model(path))
         return cls(network, meta, device, precision, channels_last, compile)
 
-    def run_network(self, x: torch.Tensor) -> torch.Tensor:
-        """The bare forward pass on the model's device and dtype; returns the raw output there."""
+    def run_network(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """The bare forward pass on the model's device and dtype; returns the raw output there.
+        ``style``: blend weights (S,) or (N, S) of a multi-style model."""
         x = x.to(self.device, self.dtype, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self._forward(x)
+        if style is None:
+            return self._forward(x)
+        return self._forward(x, style.to(self.device))
 
     @torch.inference_mode()
-    def stylize_tensor(self, x: torch.Tensor, options: StylizeOptions = StylizeOptions()) -> torch.Tensor:
-        """(N, 3, H, W) in [0, 1] on any device -> (N, 3, H, W) float32 in [0, 1] on the same device."""
+    def stylize_tensor(self, x: torch.Tensor, options: StylizeOptions = StylizeOptions(),
+                       style: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] on any device -> (N, 3, H, W) float32 in [0, 1] on the same device.
+        ``style``: blend weights (S,) or per image (N, S), overriding ``options.style`` (video morphs)."""
+        if style is None:
+            weights = self.style_weights(options.style)
+            if isinstance(weights, Morph):
+                raise FastNSTError("a morph (a..b) moves over a video's frames; give one style or a blend for "
+                                   "images", param="style")
+            style = weights
+        if style is not None:
+            style = style.float().expand(x.shape[0], -1)
         if options.strength == 0:
             return x.float()
         h, w = x.shape[-2:]
@@ -110,9 +151,10 @@ class Stylizer:
         inp = resize(x, net_size) if net_size != (h, w) else x
         tile = self._auto_tile(net_size, x.shape[0]) if options.tile is None else options.tile
         if tile and max(net_size) > tile:
-            y = torch.cat([self._run_tiled(inp[i:i + 1], tile, options.overlap) for i in range(x.shape[0])])
+            y = torch.cat([self._run_tiled(inp[i:i + 1], tile, options.overlap, None if style is None else style[i])
+                           for i in range(x.shape[0])])
         else:
-            y = self.run_network(inp).float().to(x.device)
+            y = self.run_network(inp, style).float().to(x.device)
         y = y.clamp(0, 1)
         if net_size != (h, w):
             y = resize(y, (h, w))
@@ -129,11 +171,15 @@ class Stylizer:
         log.info("image too large to run whole (%.1f GB needed): tiling at 1024 px", need / 1e9)
         return 1024
 
-    def _run_tiled(self, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+    def _run_tiled(self, x: torch.Tensor, tile: int, overlap: int, style: torch.Tensor | None) -> torch.Tensor:
         small = fit_long_side(x, STATS_SIZE, upscale=False)
-        stats = measure_norm_stats(self.network, small.to(self.device, self.dtype))
+
+        def network(t: torch.Tensor) -> torch.Tensor:
+            return self.network(t) if style is None else self.network(t, style.to(self.device))
+
+        stats = measure_norm_stats(network, small.to(self.device, self.dtype), modules=self.network)
         with fixed_norm_stats(self.network, stats):
-            return run_tiled(self.network, x, tile, overlap, self.device, self.dtype)
+            return run_tiled(network, x, tile, overlap, self.device, self.dtype)
 
     def stylize(self, image: Image.Image, options: StylizeOptions | None = None, **kwargs: Any) -> Image.Image:
         """Stylize a Pillow image of any mode; alpha is kept, the result is RGB(A).

@@ -13,25 +13,29 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from fastnst.core.transformer import StyleInstanceNorm
 
 Stats = list[tuple[torch.Tensor, torch.Tensor]]
 
 
-def _norms(network: nn.Module) -> list[nn.InstanceNorm2d]:
-    return [m for m in network.modules() if isinstance(m, nn.InstanceNorm2d)]
+def _norms(network: nn.Module) -> list[StyleInstanceNorm]:
+    return [m for m in network.modules() if isinstance(m, StyleInstanceNorm)]
 
 
-def measure_norm_stats(network: nn.Module, x: torch.Tensor) -> Stats:
-    """Per-layer (mean, var) of every InstanceNorm2d input for image ``x`` (1, 3, H, W)."""
+def measure_norm_stats(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                       modules: nn.Module | None = None) -> Stats:
+    """Per-layer (mean, var) of every instance-norm input when ``network`` runs on ``x`` (1, 3, H, W).
+    ``modules``: the module holding the norm layers, when ``network`` is a closure around it
+    (a multi-style network called with its style weights)."""
     stats: Stats = []
 
     def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         h = args[0].float()
         stats.append((h.mean(dim=(0, 2, 3)), h.var(dim=(0, 2, 3), unbiased=False)))
 
-    handles = [m.register_forward_pre_hook(hook) for m in _norms(network)]
+    handles = [m.register_forward_pre_hook(hook) for m in _norms(modules or network)]
     try:
         network(x)
     finally:
@@ -42,19 +46,15 @@ def measure_norm_stats(network: nn.Module, x: torch.Tensor) -> Stats:
 
 @contextlib.contextmanager
 def fixed_norm_stats(network: nn.Module, stats: Stats) -> Iterator[None]:
-    """Within the block, every InstanceNorm2d normalises with ``stats`` instead of its input's."""
+    """Within the block, every instance norm normalises with ``stats`` instead of its input's."""
     norms = _norms(network)
-    for module, (mean, var) in zip(norms, stats, strict=True):
-        def forward(h: torch.Tensor, m: nn.InstanceNorm2d = module, mu: torch.Tensor = mean,
-                    v: torch.Tensor = var) -> torch.Tensor:
-            return F.batch_norm(h, mu.to(h.dtype), v.to(h.dtype), m.weight.to(h.dtype), m.bias.to(h.dtype),
-                                training=False, eps=m.eps)
-        module.forward = forward  # instance attribute shadows the class method
+    for module, pair in zip(norms, stats, strict=True):
+        module.fixed_stats = pair
     try:
         yield
     finally:
         for module in norms:
-            del module.forward
+            module.fixed_stats = None
 
 
 # The network downsamples by 4 with strided convolutions: a crop that starts off that grid sees

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import atomic_path, fit_long_side
+from fastnst.core.stylemix import Morph
 from fastnst.inference.stylizer import StylizeOptions, Stylizer
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def _pipeline(job: _Job) -> VideoReport:
         raise FastNSTError(f"a {ext} file cannot hold {codec!r} video; choose another codec or extension",
                            param="codec")
     expected = _expected_frames(inp, in_v)
-    state = _EncoderState(job.stylizer, in_v, out, codec, job.options, video)
+    state = _EncoderState(job.stylizer, in_v, out, codec, job.options, video, expected)
     audio_out, audio_mode = _audio_stream(in_a, out, ext)
     bar = tqdm(total=expected or None, unit="frame", disable=not job.progress, file=sys.stderr, desc=src.name)
     streams = [s for s in (in_v, in_a if audio_out is not None else None) if s is not None]
@@ -295,9 +296,14 @@ class _EncoderState:
     """Buffers decoded frames into batches, stylizes them and encodes the results in order."""
 
     def __init__(self, stylizer: Stylizer, in_v: av.video.stream.VideoStream, out: av.container.OutputContainer,
-                 codec: str, options: StylizeOptions, video: VideoOptions) -> None:
+                 codec: str, options: StylizeOptions, video: VideoOptions, expected_frames: int = 0) -> None:
         self.stylizer, self.in_v, self.out, self.codec = stylizer, in_v, out, codec
         self.options, self.video = options, video
+        self.style = stylizer.style_weights(options.style)
+        if isinstance(self.style, Morph) and expected_frames <= 0:
+            raise FastNSTError("this video does not declare its length, so a morph (a..b) cannot be timed; "
+                               "give one style or a blend", param="style")
+        self.expected_frames = expected_frames
         self.frames: list[av.VideoFrame] = []
         self.stream: av.video.stream.VideoStream | None = None
         self.size = (0, 0)
@@ -347,7 +353,7 @@ class _EncoderState:
             x = fit_long_side(x, self.options.max_size, upscale=False)
         if self.stylizer.device.type == "cuda":
             x = x.pin_memory()  # so the copy to the GPU can overlap
-        y = self.stylizer.stylize_tensor(x, self.options)
+        y = self.stylizer.stylize_tensor(x, self.options, self._style(len(frames)))
         if self.stream is None:
             self._open_stream(frames[0], *y.shape[-2:])
         y = self._blend(y)
@@ -362,6 +368,14 @@ class _EncoderState:
             self.count += 1
             for packet in self.stream.encode(frame):
                 self.out.mux(packet)
+
+    def _style(self, n: int) -> torch.Tensor | None:
+        """Blend weights for the next ``n`` frames: fixed, or for a morph moving from its first mix at
+        the first frame to its last at the last (frames past the declared count keep the last)."""
+        if not isinstance(self.style, Morph):
+            return self.style
+        last = max(1, self.expected_frames - 1)
+        return torch.stack([self.style.at((self.count + i) / last) for i in range(n)])
 
     def _blend(self, y: torch.Tensor) -> torch.Tensor:
         a = self.video.temporal_blend

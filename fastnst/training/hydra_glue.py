@@ -36,11 +36,58 @@ def check_group_choices(argv: Sequence[str], groups: Sequence[str], conf_dir: Pa
                 sys.exit(2)
 
 
+def style_configs(cfg: DictConfig, conf_dir: Path = CONF_DIR) -> list[DictConfig]:
+    """The styles a run trains: ``[cfg.style]``, or one per entry of ``styles`` (a multi-style run).
+    An entry is a ``conf/style`` name (its image, size and weights) or an image path/URL (named after
+    the file, with the size and weights of the ``style`` group's choice)."""
+    names = cfg.get("styles")
+    if not names:
+        return [cfg.style]
+    if isinstance(names, str):
+        names = [names]
+    out = []
+    for entry in names:
+        entry = str(entry)
+        path = conf_dir / "style" / f"{entry}.yaml"
+        if path.is_file():
+            style = OmegaConf.load(path)
+        elif Path(entry).suffix or entry.startswith(("http://", "https://", "builtin:")):
+            stem = Path(entry.removeprefix("builtin:").split("?")[0]).stem
+            style = OmegaConf.merge(cfg.style, {"name": stem, "image": entry})
+        else:
+            options = ", ".join(sorted(p.stem for p in (conf_dir / "style").glob("*.yaml")))
+            raise FastNSTError(f"unknown style {entry!r} in styles: name a conf/style file ({options}) or give "
+                               "an image path", param="styles")
+        if OmegaConf.is_missing(style, "image"):
+            raise FastNSTError(f"style {entry!r} has no image; list the image path itself in styles",
+                               param="styles")
+        out.append(style)
+    seen = [str(s.name) for s in out]
+    if len(set(seen)) != len(seen):
+        raise FastNSTError(f"styles repeat a name: {seen}", param="styles")
+    return out
+
+
+def run_name(name: str | None, styles: Sequence[str] | None, style_name: str, init_from: str | None = None) -> str:
+    """The run folder's name: ``name`` if given, ``multiN`` for N styles, ``<model>+<style>`` when
+    adding a style to a trained model, else the style's."""
+    if name:
+        return str(name)
+    if styles:
+        return f"multi{len(styles)}"
+    return f"{Path(init_from).stem}+{style_name}" if init_from else str(style_name)
+
+
+# `hydra.run.dir` names the folder with it: outputs/<run name>/<time>.
+OmegaConf.register_new_resolver("fastnst_run_name", run_name, replace=True)
+
+
 # Library arguments (FastNSTError.param) as a user spells them on train.py/optimize.py command lines.
 HYDRA_KEYS = {"root": "data.root", "cache": "data.cache", "vgg_weights": "loss.vgg_weights",
               "style_norm": "loss.style_norm", "content_weight": "loss.content_weight",
               "style_weight": "loss.style_weight", "tv_weight": "loss.tv_weight",
               "temporal_weight": "loss.temporal_weight", "style_name": "style.name", "ckpt_path": "ckpt_path",
+              "styles": "styles", "init_from": "init_from",
               "content": "content", "device": "device", "steps": "gatys.steps", "lr": "gatys.lr",
               "init": "gatys.init", "optimizer": "gatys.optimizer", "scales": "gatys.scales"}
 # `lr` of a training run is optimizer.lr, of a Gatys run gatys.lr: the entry point says which.

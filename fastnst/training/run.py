@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import os
 import sys
@@ -19,9 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from fastnst.core.errors import FastNSTError
 from fastnst.core.losses import PerceptualLoss
-from fastnst.core.modelfile import ModelMeta, read_metadata, save_stylizer
+from fastnst.core.modelfile import ModelMeta, load_network, read_metadata, resolve_model, save_stylizer
 from fastnst.core.styles import load_style
+from fastnst.core.transformer import TransformerNet
 from fastnst.training.data import StyleDataModule
+from fastnst.training.hydra_glue import run_name, style_configs
 from fastnst.training.module import StyleTransferModule
 
 log = logging.getLogger(__name__)
@@ -93,7 +96,7 @@ def _alive(lock: Path) -> bool:
 def check_resumable(ckpt: Path, meta: ModelMeta) -> None:
     """Refuse to resume a checkpoint of another network or style: it would train the wrong model."""
     saved = read_metadata(ckpt)
-    for field in ("network", "style_name", "style_sha256"):
+    for field in ("network", "style_name", "style_sha256", "styles"):
         if getattr(saved, field) != getattr(meta, field):
             raise FastNSTError(f"{ckpt} was trained with {field} {getattr(saved, field)!r}, this run has "
                                f"{getattr(meta, field)!r}; start a fresh run or resume the matching one",
@@ -115,19 +118,28 @@ def run(cfg: DictConfig) -> Path | None:
 def _train(cfg: DictConfig, run_dir: Path, resume: Path | None) -> Path | None:
     L.seed_everything(cfg.seed, workers=True)
 
-    style, style_sha = load_style(cfg.style.image, cfg.style.size)
+    style_cfgs = style_configs(cfg)
+    loaded = [load_style(str(s.image), int(s.size)) for s in style_cfgs]
+    names = [str(s.name) for s in style_cfgs]
+    _warn_on_style_weights(cfg, style_cfgs)
     datamodule: StyleDataModule = instantiate(cfg.data)
     datamodule.setup("fit")  # fails here, before training, on a missing, empty or unreadable root
     loss: PerceptualLoss = instantiate(cfg.loss)
-    network = instantiate(cfg.model)
-    meta = ModelMeta(style_name=str(cfg.style.name), style_image=str(cfg.style.image), style_sha256=style_sha,
-                     style_size=int(cfg.style.size), network=network.config, loss=loss.spec,
-                     image_size=int(cfg.data.image_size), description=str(cfg.get("description") or ""))
+    network, all_names, style_ids, description, default_name = _network(cfg, names)
+    shas = [sha for _, sha in loaded]
+    multi = network.num_styles > 1
+    meta = ModelMeta(style_name=cfg.get("name") or default_name,
+                     style_image="; ".join(str(s.image) for s in style_cfgs),
+                     style_sha256=shas[0] if len(shas) == 1 else hashlib.sha256("".join(shas).encode()).hexdigest(),
+                     style_size=int(style_cfgs[0].size), network=network.config, loss=loss.spec,
+                     image_size=int(cfg.data.image_size), description=description,
+                     styles=all_names if multi else [])
     if resume is not None:
         check_resumable(resume, meta)
     hparams = {**meta.to_dict(), "config": OmegaConf.to_container(cfg, resolve=True)}
-    module = StyleTransferModule(network, loss, instantiate(cfg.optimizer), style, hparams,
-                                 channels_last=cfg.channels_last, nan_check_every_n_steps=cfg.nan_check_every_n_steps)
+    module = StyleTransferModule(network, loss, instantiate(cfg.optimizer), [image for image, _ in loaded], hparams,
+                                 channels_last=cfg.channels_last, nan_check_every_n_steps=cfg.nan_check_every_n_steps,
+                                 style_ids=style_ids, style_names=names)
     if cfg.compile:
         module.network.compile(mode=cfg.compile_mode)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
@@ -149,6 +161,40 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None) -> Path | None:
         _finish(module, trainer, datamodule, target, meta, interrupted=True)  # never lose the steps trained
         raise
     return _finish(module, trainer, datamodule, target, meta)
+
+
+def _network(cfg: DictConfig, names: list[str]) -> tuple[TransformerNet, list[str], list[int], str, str]:
+    """The network to train, all the style names it will hold, the rows the run trains, the
+    model's description and its default name. With ``init_from``: the trained network grown by the
+    new styles, with everything but their (γ, β) frozen; named ``<base>+<new>``."""
+    description = str(cfg.get("description") or "")
+    if not cfg.get("init_from"):
+        network = instantiate(cfg.model, num_styles=len(names))
+        name = run_name(None, cfg.get("styles"), names[0])
+        return network, names, list(range(len(names))), description, name
+    base_path = resolve_model(str(cfg.init_from))
+    network, base = load_network(base_path)
+    clash = sorted(set(names) & set(base.style_names))
+    if clash:
+        raise FastNSTError(f"{base_path.name} already has style(s) {', '.join(clash)}; give the new one another "
+                           "name (style.name=...)", param="style_name")
+    for _ in names:
+        network = network.with_new_style()
+    first = len(base.style_names)
+    ids = list(range(first, first + len(names)))
+    network.train_only_styles(ids)
+    note = f"{', '.join(names)} added to {base_path.name} ({base.steps} steps), shared weights frozen"
+    return (network.train(), [*base.style_names, *names], ids, "; ".join(filter(None, [note, description])),
+            "+".join([base.style_name, *names])[:64])
+
+
+def _warn_on_style_weights(cfg: DictConfig, styles: list[DictConfig]) -> None:
+    """A multi-style run has one set of loss weights (``loss.*``); say so when the styles' own differ."""
+    for key in ("content_weight", "style_weight", "tv_weight"):
+        values = {float(s[key]) for s in styles if key in s}
+        if len(values) > 1:
+            log.warning("styles differ in %s (%s); this run uses loss.%s=%s for all of them", key,
+                        sorted(values), key, cfg.loss[key])
 
 
 def _finish(module: StyleTransferModule, trainer: L.Trainer, datamodule: StyleDataModule, path: Path,
