@@ -2,7 +2,7 @@
 
     python scripts/quality.py --model starry_night --content-dir ../shared/assets/content \
         --vgg-weights ../shared/assets/vgg/vgg16_standin.safetensors [--size 256] [--gatys-steps 30]
-        [--min-style-cut 5] [--max-content-ratio 3]
+        [--min-style-cut 5] [--max-content-ratio 3] [--style NAME]
 
 For each photo, with the loss the model was trained with (rebuilt from its metadata; the VGG can be
 swapped with --vgg-weights, as a model's file names the weights it was trained on, not their path):
@@ -10,7 +10,8 @@ the style loss of the photo itself, of the model's output and (with --gatys-step
 run from the photo on the same loss; the content loss of the output and of the Gatys result. Prints a
 Markdown table and the means. The checks make it fail (exit 1) when the model cuts the photo's style
 loss by less than --min-style-cut times, or its content loss exceeds --max-content-ratio times the
-Gatys result's: a change that breaks the looks shows up here as numbers.
+Gatys result's: a change that breaks the looks shows up here as numbers. A multi-style model is
+judged style by style (all of them, or --style), each against its own painting.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import torch
 
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import find_images, fit_long_side, load_rgb
-from fastnst.core.modelfile import read_metadata, resolve_model
-from fastnst.inference.stylizer import Stylizer
+from fastnst.core.modelfile import ModelMeta, read_metadata, resolve_model
+from fastnst.inference.stylizer import StylizeOptions, Stylizer
 from fastnst.training.gatys import GatysOptions, optimize
 
 from common import model_loss
@@ -42,35 +43,52 @@ def main() -> int:
     parser.add_argument("--gatys-images", type=int, default=None, help="run Gatys on the first N photos only")
     parser.add_argument("--min-style-cut", type=float, default=None)
     parser.add_argument("--max-content-ratio", type=float, default=None)
+    parser.add_argument("--style", action="append", help="multi-style models: judge this style (repeatable; "
+                        "default: every style)")
     args = parser.parse_args()
     torch.manual_seed(0)
     try:
         path = resolve_model(args.model)
         meta = read_metadata(path)
-        changes = {"vgg_weights": args.vgg_weights} if args.vgg_weights else {}
-        loss = model_loss(meta, **changes)
         stylizer = Stylizer.from_file(path, device="cpu", precision="fp32")
+        styles = args.style or (meta.styles or [None])
+        for style in styles:
+            stylizer.style_weights(style)  # an unknown name fails here, before any work
         photos = find_images(args.content_dir)[: args.images]
         if not photos:
             raise FastNSTError(f"{args.content_dir}: no images")
     except FastNSTError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"# {meta.style_name}: {path.name} ({meta.description or 'no description'}), judged with "
+    status = 0
+    for style in styles:
+        status = max(status, judge(stylizer, meta, path, style, photos, args))
+    return status
+
+
+def judge(stylizer: Stylizer, meta: ModelMeta, path: Path, style: str | None, photos: list[Path],
+          args: argparse.Namespace) -> int:
+    """One table (and its checks) for one style of the model."""
+    changes = {"vgg_weights": args.vgg_weights} if args.vgg_weights else {}
+    loss = model_loss(meta, style_image=meta.image_of(style) if style else None, **changes)
+    options = StylizeOptions(style=style)
+    name = f"{meta.style_name} / {style}" if style else meta.style_name
+    print(f"# {name}: {path.name} ({meta.description or 'no description'}), judged with "
           f"{loss.vgg.weights if args.vgg_weights else meta.loss.get('vgg_weights')} at {args.size} px\n")
     gatys = " | Gatys style | Gatys content" if args.gatys_steps else ""
     print(f"| photo | photo style | model style | style cut | model content{gatys} |")
     print("|---|---|---|---|---|" + ("---|---|" if args.gatys_steps else ""))
-    cuts, contents, gatys_contents, gatys_cuts = [], [], [], []
+    cuts, contents, totals, gatys_contents, gatys_cuts = [], [], [], [], []
     gatys_images = len(photos) if args.gatys_images is None else args.gatys_images
     for i, photo in enumerate(photos):
         x = fit_long_side(load_rgb(photo), args.size)
         with torch.no_grad():
             before = loss(x, x)
-            after = loss(stylizer.stylize_tensor(x), x)
+            after = loss(stylizer.stylize_tensor(x, options), x)
         cut = float(before["style"]) / max(float(after["style"]), 1e-12)
         cuts.append(cut)
         contents.append(float(after["content"]))
+        totals.append(float(after["total"]))
         row = (f"| {photo.name} | {float(before['style']):.4g} | {float(after['style']):.4g} | {cut:.1f}x "
                f"| {float(after['content']):.4g}")
         if args.gatys_steps and i < gatys_images:
@@ -84,13 +102,14 @@ def main() -> int:
             row += " | | "
         print(row + " |", flush=True)
     mean_cut, mean_content = statistics.geometric_mean(cuts), statistics.mean(contents)
-    print(f"\nstyle loss cut (geometric mean): {mean_cut:.1f}x; content loss (mean): {mean_content:.4g}", end="")
+    print(f"\nstyle loss cut (geometric mean): {mean_cut:.1f}x; content loss (mean): {mean_content:.4g}; "
+          f"total loss (mean): {statistics.mean(totals):.4g}", end="")
     ratio = None
     if gatys_contents:  # the model's content loss on the same photos as the Gatys runs
         ratio = statistics.mean(contents[: len(gatys_contents)]) / statistics.mean(gatys_contents)
         print(f"; Gatys ({len(gatys_contents)} photos): style cut {statistics.geometric_mean(gatys_cuts):.1f}x, "
               f"content {statistics.mean(gatys_contents):.4g}; model/Gatys content {ratio:.2f}x", end="")
-    print()
+    print("\n")
     failed = []
     if args.min_style_cut is not None and mean_cut < args.min_style_cut:
         failed.append(f"style loss cut {mean_cut:.2f}x is below {args.min_style_cut}x")

@@ -52,3 +52,23 @@ def test_a_short_real_training_run_puts_style_in_and_an_untrained_network_does_n
 
     save_stylizer(TransformerNet(channels=16), untrained, read_metadata(trained))
     assert quality("--model", untrained, *args).returncode == 1
+
+
+def test_a_multi_style_model_is_judged_style_by_style_against_its_own_painting(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    make_image(photos / "p0.png", (40, 32), seed=0)
+    styles = [make_image(tmp_path / f"s{i}.png", (32, 32), seed=10 + i) for i in range(2)]
+    loss = {"vgg": "vgg16", "vgg_weights": "random", "content_layers": {"relu2_2": 1.0},
+            "style_layers": {"relu1_2": 1.0}, "style_weight": 1.0, "style_norm": "target"}
+    model = save_stylizer(TransformerNet(channels=8, num_residual=1, num_styles=2), tmp_path / "m.safetensors",
+                          ModelMeta(style_name="pair", styles=["a", "b"], style_images=list(map(str, styles)),
+                                    style_size=32, loss=loss))
+    both = quality("--model", model, "--content-dir", photos, "--size", 32)
+    assert both.returncode == 0, both.stderr
+    assert "# pair / a:" in both.stdout and "# pair / b:" in both.stdout
+    photo_style = [line.split("|")[2] for line in both.stdout.splitlines() if line.startswith("| p0.png")]
+    assert len(photo_style) == 2 and photo_style[0] != photo_style[1]  # each judged against its own painting
+    one = quality("--model", model, "--content-dir", photos, "--size", 32, "--style", "b")
+    assert "# pair / b:" in one.stdout and "# pair / a:" not in one.stdout
+    bad = quality("--model", model, "--content-dir", photos, "--style", "c")
+    assert bad.returncode == 2 and "unknown style 'c'" in bad.stderr

@@ -64,7 +64,8 @@ class ModelMeta:
     ``loss``: ``PerceptualLoss.spec`` (VGG, layers, weights); ``steps``/``image_size``: how long and
     at what crop size it was trained; ``description``: free text, e.g. what it was trained on.
     ``styles``: the style names of a multi-style network, in the order of its (γ, β) rows
-    (``style_name`` then names the model as a whole); empty for a single-style one."""
+    (``style_name`` then names the model as a whole), and ``style_images`` where each came from;
+    both empty for a single-style one."""
 
     style_name: str = "styled"
     style_image: str = ""
@@ -76,6 +77,7 @@ class ModelMeta:
     steps: int | None = None
     description: str = ""
     styles: list[str] = field(default_factory=list)
+    style_images: list[str] = field(default_factory=list)
     fastnst_version: str = __version__
     format_version: int = FORMAT_VERSION
 
@@ -91,6 +93,8 @@ class ModelMeta:
         for name in self.styles:
             if not isinstance(name, str) or not STYLE_NAME.match(name):
                 raise FastNSTError(f"style name {str(name)[:80]!r} is not a plain name", param="style_name")
+        if self.style_images and len(self.style_images) != len(self.styles):
+            raise FastNSTError(f"{len(self.style_images)} style images for {len(self.styles)} styles")
         if len(set(self.styles)) != len(self.styles):
             raise FastNSTError(f"style names repeat: {self.styles}", param="style_name")
         if self.network and len(self.style_names) != self.network.get("num_styles", 1):
@@ -105,6 +109,13 @@ class ModelMeta:
     def style_names(self) -> list[str]:
         """The styles this model paints, in order (one for a single-style model)."""
         return list(self.styles) or [self.style_name]
+
+    def image_of(self, style: str) -> str:
+        """Where style ``style`` came from (a path, URL or ``builtin:NAME``)."""
+        if not self.styles:
+            return self.style_image
+        images = self.style_images or [""] * len(self.styles)
+        return images[self.styles.index(style)]
 
     @property
     def temporal_weight(self) -> float:
@@ -128,7 +139,8 @@ class ModelMeta:
 def _check_types(meta: ModelMeta) -> None:
     expected = {"style_name": str, "style_image": str, "style_sha256": str, "style_size": (int, type(None)),
                 "network": dict, "loss": dict, "image_size": (int, type(None)), "steps": (int, type(None)),
-                "description": str, "styles": list, "fastnst_version": str, "format_version": int}
+                "description": str, "styles": list, "style_images": list,
+                "fastnst_version": str, "format_version": int}
     for name, kind in expected.items():
         value = getattr(meta, name)
         if not isinstance(value, kind) or isinstance(value, bool):

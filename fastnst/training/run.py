@@ -12,6 +12,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import lightning as L
 import torch
@@ -125,21 +126,23 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None) -> Path | None:
     datamodule: StyleDataModule = instantiate(cfg.data)
     datamodule.setup("fit")  # fails here, before training, on a missing, empty or unreadable root
     loss: PerceptualLoss = instantiate(cfg.loss)
-    network, all_names, style_ids, description, default_name = _network(cfg, names)
+    plan = _network(cfg, names)
+    network = plan.network
+    style_images = [*plan.base_images, *(str(s.image) for s in style_cfgs)]
     shas = [sha for _, sha in loaded]
     multi = network.num_styles > 1
-    meta = ModelMeta(style_name=cfg.get("name") or default_name,
+    meta = ModelMeta(style_name=cfg.get("name") or plan.name,
                      style_image="; ".join(str(s.image) for s in style_cfgs),
                      style_sha256=shas[0] if len(shas) == 1 else hashlib.sha256("".join(shas).encode()).hexdigest(),
                      style_size=int(style_cfgs[0].size), network=network.config, loss=loss.spec,
-                     image_size=int(cfg.data.image_size), description=description,
-                     styles=all_names if multi else [])
+                     image_size=int(cfg.data.image_size), description=plan.description,
+                     styles=plan.names if multi else [], style_images=style_images if multi else [])
     if resume is not None:
         check_resumable(resume, meta)
     hparams = {**meta.to_dict(), "config": OmegaConf.to_container(cfg, resolve=True)}
     module = StyleTransferModule(network, loss, instantiate(cfg.optimizer), [image for image, _ in loaded], hparams,
                                  channels_last=cfg.channels_last, nan_check_every_n_steps=cfg.nan_check_every_n_steps,
-                                 style_ids=style_ids, style_names=names)
+                                 style_ids=plan.train_ids, style_names=names)
     if cfg.compile:
         module.network.compile(mode=cfg.compile_mode)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
@@ -163,15 +166,23 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None) -> Path | None:
     return _finish(module, trainer, datamodule, target, meta)
 
 
-def _network(cfg: DictConfig, names: list[str]) -> tuple[TransformerNet, list[str], list[int], str, str]:
-    """The network to train, all the style names it will hold, the rows the run trains, the
-    model's description and its default name. With ``init_from``: the trained network grown by the
-    new styles, with everything but their (γ, β) frozen; named ``<base>+<new>``."""
+class NetworkPlan(NamedTuple):
+    network: TransformerNet
+    names: list[str]  # every style the network will hold, in row order
+    train_ids: list[int]  # the rows this run trains
+    description: str
+    name: str  # the model's default name
+    base_images: list[str]  # style images of the rows it starts with
+
+
+def _network(cfg: DictConfig, names: list[str]) -> NetworkPlan:
+    """The network to train for styles ``names``. With ``init_from``: the trained network grown by
+    the new styles, with everything but their (γ, β) frozen; named ``<base>+<new>``."""
     description = str(cfg.get("description") or "")
     if not cfg.get("init_from"):
         network = instantiate(cfg.model, num_styles=len(names))
         name = run_name(None, cfg.get("styles"), names[0])
-        return network, names, list(range(len(names))), description, name
+        return NetworkPlan(network, names, list(range(len(names))), description, name, [])
     base_path = resolve_model(str(cfg.init_from))
     network, base = load_network(base_path)
     clash = sorted(set(names) & set(base.style_names))
@@ -184,8 +195,8 @@ def _network(cfg: DictConfig, names: list[str]) -> tuple[TransformerNet, list[st
     ids = list(range(first, first + len(names)))
     network.train_only_styles(ids)
     note = f"{', '.join(names)} added to {base_path.name} ({base.steps} steps), shared weights frozen"
-    return (network.train(), [*base.style_names, *names], ids, "; ".join(filter(None, [note, description])),
-            "+".join([base.style_name, *names])[:64])
+    return NetworkPlan(network.train(), [*base.style_names, *names], ids, "; ".join(filter(None, [note, description])),
+                       "+".join([base.style_name, *names])[:64], [base.image_of(n) for n in base.style_names])
 
 
 def _warn_on_style_weights(cfg: DictConfig, styles: list[DictConfig]) -> None:
