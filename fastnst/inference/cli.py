@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, find_images
+from fastnst.inference.shard import parse_shard, remove_partials
 
 if TYPE_CHECKING:  # the heavy modules are imported by the commands that need them
     from fastnst.inference.stylizer import StylizeOptions, Stylizer
@@ -30,6 +31,14 @@ STDIO = Path("-")
 class Job:
     source: Path
     target: Path
+    key: str = ""  # the path inside the folder it was found in: what --shard splits on
+
+
+@dataclass
+class Plan:
+    jobs: list[Job]
+    failures: list[str]
+    skipped: list[Job]  # outputs that exist already (--skip-existing)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", type=Path, help="output file (one input) or folder (several)")
     s.add_argument("-r", "--recursive", action="store_true", help="search folders recursively")
     s.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (inputs never)")
+    s.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists (resume a run)")
+    s.add_argument("--shard", help="K/N: process only the K-th of N shares of the inputs (0 <= K < N), for N "
+                   "processes or machines; 'auto' takes K and N from torchrun or SLURM. Implies --skip-existing")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     s.add_argument("--max-size", type=int, help="downscale so the long side is at most this (px)")
@@ -206,13 +218,14 @@ def _unique(target: Path, taken: set[Path]) -> Path:
 
 
 def plan(inputs: list[str], output: Path | None, recursive: bool, style: str,
-         overwrite: bool = False) -> tuple[list[Job], list[str]]:
+         overwrite: bool = False, skip_existing: bool = False) -> Plan:
     """Map inputs to outputs. Next to the input as <stem>_<style><ext> by default; into ``output``
     (a file for one input, ``-`` for stdout, else a folder that mirrors input folders).
 
-    Never overwrites an input; never an existing file unless ``overwrite``; two inputs never share
-    an output (the later one gets ``_2``); a folder's earlier outputs are not stylized again."""
-    jobs, failures = [], []
+    Never overwrites an input; never an existing file unless ``overwrite`` (``skip_existing``: an
+    existing output counts as done); two inputs never share an output (the later one gets ``_2``);
+    a folder's earlier outputs are not stylized again."""
+    jobs, failures, skipped = [], [], []
     expanded: list[tuple[Path, Path | None]] = []  # (file, the folder it was found in)
     for raw in inputs:
         try:
@@ -237,7 +250,7 @@ def plan(inputs: list[str], output: Path | None, recursive: bool, style: str,
     taken: set[Path] = set()
     for src, folder in expanded:
         if src == STDIO or output == STDIO:
-            jobs.append(Job(src, output or STDIO))
+            jobs.append(Job(src, output or STDIO, src.name))
             continue
         name = f"{src.stem}_{style}{src.suffix}"
         if output is None:
@@ -248,14 +261,19 @@ def plan(inputs: list[str], output: Path | None, recursive: bool, style: str,
             relative = src.relative_to(folder).with_name(name) if folder else Path(name)
             target = output / relative
         target = _unique(target, taken)
+        key = (src.relative_to(folder) if folder else Path(src.name)).as_posix()
         if target.resolve() in sources:
             failures.append(f"{src}: its output {target} is one of the inputs; not overwriting it")
+        elif target.exists() and skip_existing and not overwrite:
+            taken.add(target.resolve())
+            skipped.append(Job(src, target, key))
         elif target.exists() and not overwrite:
-            failures.append(f"{target} exists; not overwriting it (--overwrite replaces existing outputs)")
+            failures.append(f"{target} exists; not overwriting it (--overwrite replaces existing outputs, "
+                            "--skip-existing skips them)")
         else:
             taken.add(target.resolve())
-            jobs.append(Job(src, target))
-    return jobs, failures
+            jobs.append(Job(src, target, key))
+    return Plan(jobs, failures, skipped)
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
@@ -270,6 +288,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
                              style=args.style)
     video_options = VideoOptions(codec=args.codec, crf=args.crf, batch_size=max(args.batch_size, 1),
                                  temporal_blend=args.temporal_blend)
+    if args.shard:
+        parse_shard(args.shard)  # a bad --shard fails before the model loads
     if args.batch_size < 1:
         raise FastNSTError("batch size must be at least 1", param="batch_size")
     if args.max_pixels < 0:
@@ -281,7 +301,15 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         import torch
 
         torch.backends.cudnn.benchmark = True  # this process stylizes many frames of one size: autotune once
-    jobs, failures = plan(args.inputs, args.output, args.recursive, stylizer.style_label(args.style), args.overwrite)
+    shard = parse_shard(args.shard) if args.shard else None
+    planned = plan(args.inputs, args.output, args.recursive, stylizer.style_label(args.style), args.overwrite,
+                   args.skip_existing or shard is not None)
+    jobs, failures, skipped = planned.jobs, planned.failures, planned.skipped
+    if shard is not None:
+        jobs = [j for j in jobs if shard.owns(j.key)]
+        skipped = [j for j in skipped if shard.owns(j.key)]
+        for job in jobs:
+            remove_partials(job.target)  # a killed earlier run of this shard
     total = len(jobs) + len(failures)
     images = [j for j in jobs if j.source.suffix.lower() not in VIDEO_EXTENSIONS]
     videos = [j for j in jobs if j.source.suffix.lower() in VIDEO_EXTENSIONS]
@@ -309,6 +337,10 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         print(f"error: {message}", file=sys.stderr)
     if failures and total > 1:
         print(f"{len(failures)} of {total} inputs failed", file=sys.stderr)
+    if shard is not None or args.skip_existing:
+        where = f"shard {shard}: " if shard is not None else ""
+        print(f"{where}{total - len(failures)} done, {len(skipped)} skipped (output exists), {len(failures)} failed",
+              file=sys.stderr)
     return 1 if failures else 0
 
 
