@@ -261,6 +261,21 @@ def test_a_run_owns_its_folder(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / ".fastnst.lock").exists()
 
 
+@pytest.mark.parametrize("variable", ["RANK", "LOCAL_RANK", "SLURM_PROCID"])
+def test_the_other_ranks_of_a_distributed_run_share_rank_zeros_folder(tmp_path: Path, monkeypatch,
+                                                                     variable: str) -> None:
+    from fastnst.training.run import run_lock
+
+    with run_lock(tmp_path / "run"):  # rank 0 (of torchrun, Lightning or srun) holds it ...
+        monkeypatch.setenv(variable, "3")
+        with run_lock(tmp_path / "run"):  # ... and every other rank works in it
+            pass
+        monkeypatch.delenv(variable)
+        with pytest.raises(FastNSTError, match="another training run"):
+            with run_lock(tmp_path / "run"):  # a second, separate run is still refused
+                pass
+
+
 def test_resuming_another_architecture_is_refused(style_path: Path, tmp_path: Path) -> None:
     run(compose_train(tiny_train_overrides(style_path, steps=2), tmp_path / "a"))
     bigger = [*tiny_train_overrides(style_path, steps=4), "model=johnson", "ckpt_path=last"]

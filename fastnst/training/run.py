@@ -61,8 +61,8 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     in the same second, or one explicit ``hydra.run.dir``) is refused instead of mixing checkpoints.
     A lock left by a process that no longer exists is taken over; DDP workers share their launcher's."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    if any(int(os.environ.get(v, "0") or 0) > 0 for v in ("LOCAL_RANK", "RANK")):
-        yield  # a DDP worker of the run that holds the lock (Lightning and torchrun set these)
+    if any(int(os.environ.get(v, "0") or 0) > 0 for v in ("LOCAL_RANK", "RANK", "SLURM_PROCID")):
+        yield  # a worker of the run that holds the lock (Lightning and torchrun set these, srun the last)
         return
     lock = run_dir / ".fastnst.lock"
     for _ in range(2):
