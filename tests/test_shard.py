@@ -10,7 +10,7 @@ from fastnst.core.errors import FastNSTError
 from fastnst.core.modelfile import ModelMeta, save_stylizer
 from fastnst.core.transformer import TransformerNet
 from fastnst.inference.cli import main
-from fastnst.inference.shard import Shard, parse_shard
+from fastnst.inference.shard import Shard, local_rank, parse_shard
 
 from conftest import make_image
 
@@ -87,6 +87,12 @@ def test_auto_on_the_command_line(model: Path, folder: Path, tmp_path: Path, cap
     assert code == 0 and "shard 1/2:" in err
     assert paths == {p for p in paths if Shard(1, 2).owns(p.relative_to(tmp_path / "out").as_posix()
                                                          .replace("_toy.png", ".png"))}
+
+
+def test_each_process_of_a_launcher_knows_its_gpu() -> None:
+    assert local_rank({"LOCAL_RANK": "3"}) == 3
+    assert local_rank({"SLURM_LOCALID": "1"}) == 1
+    assert local_rank({}) is None
 
 
 def test_every_key_belongs_to_exactly_one_shard() -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, find_images
-from fastnst.inference.shard import parse_shard, remove_partials
+from fastnst.inference.shard import local_rank, parse_shard, remove_partials
 
 if TYPE_CHECKING:  # the heavy modules are imported by the commands that need them
     from fastnst.inference.stylizer import StylizeOptions, Stylizer
@@ -296,6 +296,12 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         raise FastNSTError(f"max_pixels must be 0 (no limit) or more, got {args.max_pixels}", param="max_pixels")
     if not 1 <= args.quality <= 100:
         raise FastNSTError(f"quality must be from 1 to 100, got {args.quality}", param="quality")
+    local = local_rank() if args.shard else None
+    if local is not None and args.device in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available():  # one process per GPU: each takes its own
+            torch.cuda.set_device(local % torch.cuda.device_count())
     stylizer = Stylizer.from_file(args.model, args.device, args.precision, compile=args.compile)
     if stylizer.device.type == "cuda":
         import torch

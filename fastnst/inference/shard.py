@@ -63,3 +63,13 @@ def remove_partials(target: Path) -> None:
     if target.parent.is_dir():
         for stale in target.parent.glob(f".{glob.escape(target.stem)}.*.part{glob.escape(target.suffix)}"):
             stale.unlink(missing_ok=True)
+
+
+def local_rank(environ: dict[str, str] | None = None) -> int | None:
+    """This process's index on its machine (torchrun's LOCAL_RANK, SLURM's SLURM_LOCALID), so that
+    N processes on an N-GPU machine each take their own GPU; None outside a launcher."""
+    env = os.environ if environ is None else environ
+    for name in ("LOCAL_RANK", "SLURM_LOCALID"):
+        if env.get(name, "").isdigit():
+            return int(env[name])
+    return None
