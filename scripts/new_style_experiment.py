@@ -37,7 +37,7 @@ def held_out(model: Path, style: str | None, photos: list[Path], size: int, vgg:
     """Mean held-out total, content and style loss of ``model`` (style ``style``) on ``photos``."""
     meta = read_metadata(model)
     loss = model_loss(meta, style_image=meta.image_of(style) if style else None, vgg_weights=vgg)
-    stylizer = Stylizer.from_file(model, device="cpu", precision="fp32")
+    stylizer = Stylizer.from_file(model, device="cpu", precision="fp32", engine="torch")
     options = StylizeOptions(style=style if stylizer.multi_style else None)
     terms: dict[str, list[float]] = {"total": [], "content": [], "style": []}
     with torch.no_grad():

@@ -50,7 +50,7 @@ def main() -> int:
     try:
         path = resolve_model(args.model)
         meta = read_metadata(path)
-        stylizer = Stylizer.from_file(path, device="cpu", precision="fp32")
+        stylizer = Stylizer.from_file(path, device="cpu", precision="fp32", engine="torch")
         styles = args.style or (meta.styles or [None])
         for style in styles:
             stylizer.style_weights(style)  # an unknown name fails here, before any work

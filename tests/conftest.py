@@ -53,6 +53,13 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _torch_engine(monkeypatch) -> None:
+    """Most tests check what the Stylizer does, not the engine: PyTorch, so that no test pays a graph
+    conversion (tests/test_engines.py checks OpenVINO against it)."""
+    monkeypatch.setenv("FASTNST_ENGINE", "torch")
+
+
 def compose_train(overrides: list[str], run_dir: Path, config_name: str = "train") -> DictConfig:
     """Compose the real config with the overrides, as `python train.py` would, with the run
     directory given as plain config (the library never asks Hydra's runtime for it)."""

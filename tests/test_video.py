@@ -199,11 +199,12 @@ def test_an_interrupt_leaves_no_file_that_looks_finished(stylizer: Stylizer, tmp
     calls = []
     original = stylizer.stylize_tensor
 
-    def interrupted(x: torch.Tensor, options: StylizeOptions = StylizeOptions()) -> torch.Tensor:
+    def interrupted(x: torch.Tensor, options: StylizeOptions = StylizeOptions(),
+                    style: torch.Tensor | None = None) -> torch.Tensor:
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return original(x, options)
+        return original(x, options, style)
 
     monkeypatch.setattr(stylizer, "stylize_tensor", interrupted)
     with pytest.raises(KeyboardInterrupt):

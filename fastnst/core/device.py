@@ -23,8 +23,25 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU executes bf16 natively (AMX or AVX512-BF16); elsewhere bf16 is emulated, slow."""
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        check = getattr(torch.cpu, probe, None)
+        if check is not None and check():
+            return True
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 on CUDA, fp16 on MPS, on the CPU bf16 where it is native and fp32 elsewhere."""
     if precision == "auto":
+        if device.type == "cpu":
+            return torch.bfloat16 if native_bf16_cpu() else torch.float32
         return {"cuda": torch.bfloat16, "mps": torch.float16}.get(device.type, torch.float32)
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if precision not in dtypes:

@@ -78,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shard", help="K/N: process only the K-th of N shares of the inputs (0 <= K < N), for N "
                    "processes or machines; 'auto' takes K and N from torchrun or SLURM. Implies --skip-existing")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: bf16 on CUDA and on CPUs with native bf16 (AMX, AVX512-BF16), fp16 on MPS, else fp32")
+    s.add_argument("--engine", default=None, choices=["auto", "torch", "openvino"],
+                   help="auto (default, or $FASTNST_ENGINE): OpenVINO on the CPU where installed, else PyTorch")
     s.add_argument("--max-size", type=int, help="downscale so the long side is at most this (px)")
     s.add_argument("--max-pixels", type=int, default=MAX_IMAGE_PIXELS, help="refuse images declaring more pixels "
                    f"(decompression bombs; default {MAX_IMAGE_PIXELS:,}); 0: no limit, for huge scans")
@@ -302,7 +305,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
         if torch.cuda.is_available():  # one process per GPU: each takes its own
             torch.cuda.set_device(local % torch.cuda.device_count())
-    stylizer = Stylizer.from_file(args.model, args.device, args.precision, compile=args.compile)
+    stylizer = Stylizer.from_file(args.model, args.device, args.precision, compile=args.compile, engine=args.engine)
     if stylizer.device.type == "cuda":
         import torch
 

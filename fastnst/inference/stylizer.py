@@ -20,6 +20,7 @@ from fastnst.core.images import fit_long_side, resize, split_alpha, to_pil, to_t
 from fastnst.core.modelfile import ModelMeta, load_network, resolve_model
 from fastnst.core.stylemix import Morph, StyleSpec, mix_label, parse_style
 from fastnst.core.transformer import TransformerNet
+from fastnst.inference.engines import ENGINES, MIN_SIZE, OpenVINOEngine, openvino_available
 from fastnst.inference.tiling import fixed_norm_stats, measure_norm_stats, run_tiled
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,15 @@ class Stylizer:
 
     def __init__(self, network: TransformerNet, metadata: ModelMeta | None = None,
                  device: str = "auto", precision: str = "auto", channels_last: bool = False,
-                 compile: bool = False) -> None:
+                 compile: bool = False, engine: str | None = None) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
+        # FASTNST_ENGINE sets the default for every entry point (the test suite runs PyTorch by it).
+        self.openvino = self._openvino(network, engine or os.environ.get("FASTNST_ENGINE", "auto"),
+                                       compile or channels_last)
+        if self.openvino is not None:
+            self.dtype = torch.float32  # the PyTorch copy only measures tiling statistics and runs tiny images
+        self.engine = f"openvino {self.openvino.precision}" if self.openvino else f"torch {str(self.dtype)[6:]}"
         self.channels_last = channels_last
         self.network = network.eval().requires_grad_(False).to(self.device, self.dtype)
         if channels_last:
@@ -90,6 +97,30 @@ class Stylizer:
         self.metadata = metadata or ModelMeta()
         self.style_name = self.metadata.style_name
         self.style_names = self.metadata.style_names if network.num_styles > 1 else [self.style_name]
+
+    def _openvino(self, network: TransformerNet, engine: str, torch_options: bool) -> OpenVINOEngine | None:
+        """The OpenVINO engine when ``engine`` asks for it (``auto``: on the CPU where it is installed and
+        works, unless a PyTorch-only option is set); None for PyTorch."""
+        if engine not in ENGINES:
+            raise FastNSTError(f"unknown engine {engine!r}; choose {', '.join(ENGINES)}", param="engine")
+        if engine == "torch" or (engine == "auto" and (self.device.type != "cpu" or torch_options)):
+            return None
+        if self.device.type != "cpu":
+            raise FastNSTError(f"the openvino engine runs on the CPU, not {self.device.type}; use --device cpu",
+                               param="engine")
+        if engine == "openvino" and torch_options:
+            raise FastNSTError("--compile and channels_last are PyTorch options; use --engine torch with them",
+                               param="engine")
+        precision = "bf16" if self.dtype == torch.bfloat16 else "fp32"
+        if engine == "auto" and not openvino_available():
+            return None
+        try:
+            return OpenVINOEngine(network.float(), precision)
+        except FastNSTError as err:
+            if engine == "openvino":
+                raise
+            log.warning("OpenVINO is not usable here (%s); running on PyTorch", err)
+            return None
 
     @property
     def multi_style(self) -> bool:
@@ -116,14 +147,16 @@ class Stylizer:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], device: str = "auto", precision: str = "auto",
-                  channels_last: bool = False, compile: bool = False) -> Stylizer:
+                  channels_last: bool = False, compile: bool = False, engine: str | None = None) -> Stylizer:
         """``path``: a ``.safetensors``/``.ckpt`` model file, or a starter model's name (``starry_night``)."""
         network, meta = load_network(resolve_model(path))
-        return cls(network, meta, device, precision, channels_last, compile)
+        return cls(network, meta, device, precision, channels_last, compile, engine)
 
     def run_network(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         """The bare forward pass on the model's device and dtype; returns the raw output there.
         ``style``: blend weights (S,) or (N, S) of a multi-style model."""
+        if self.openvino is not None and min(x.shape[-2:]) >= MIN_SIZE:
+            return self.openvino(x, style)
         x = x.to(self.device, self.dtype, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -178,6 +211,9 @@ class Stylizer:
             return self.network(t) if style is None else self.network(t, style.to(self.device))
 
         stats = measure_norm_stats(network, small.to(self.device, self.dtype), modules=self.network)
+        if self.openvino is not None:  # the graph variant that takes the statistics as inputs
+            engine = self.openvino
+            return run_tiled(lambda t: engine(t, style, stats), x, tile, overlap, self.device, torch.float32)
         with fixed_norm_stats(self.network, stats):
             return run_tiled(network, x, tile, overlap, self.device, self.dtype)
 

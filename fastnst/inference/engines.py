@@ -1,0 +1,173 @@
+"""Inference engines: PyTorch eager (everywhere) and OpenVINO (Intel's inference engine for x86-64 and
+ARM CPUs, the fast path on the CPU).
+
+The OpenVINO graph is converted once per model file, engine version, precision and graph variant and
+cached on disk (``~/.cache/fastnst/openvino``); a cache entry that does not load is rebuilt, never
+trusted. Two graph variants: ``plain`` (image [, style weights]) and ``stats`` (the same plus every
+instance norm's mean and variance as inputs), which tiling uses so that all tiles are normalised with
+the statistics of the whole image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from fastnst.core.download import cache_dir
+from fastnst.core.errors import FastNSTError
+from fastnst.core.transformer import StyleInstanceNorm, TransformerNet
+from fastnst.inference.tiling import measure_norm_stats
+
+log = logging.getLogger(__name__)
+ENGINES = ("auto", "torch", "openvino")
+MIN_SIZE = 5  # the converted graph has no branch for inputs smaller than reflection padding needs
+
+
+def openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _WithStats(torch.nn.Module):
+    """The network with each norm's (mean, var) as inputs: (image, [style,] mean_1, var_1, ...)."""
+
+    def __init__(self, network: TransformerNet) -> None:
+        super().__init__()
+        self.network = network
+        self.norms = [m for m in network.modules() if isinstance(m, StyleInstanceNorm)]
+
+    def forward(self, x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        style, stats = (rest[0], rest[1:]) if self.network.num_styles > 1 else (None, rest)
+        for i, norm in enumerate(self.norms):
+            norm.fixed_stats = (stats[2 * i], stats[2 * i + 1])
+        try:
+            return self.network(x, style)
+        finally:
+            for norm in self.norms:
+                norm.fixed_stats = None
+
+
+class OpenVINOEngine:
+    """A TransformerNet compiled by OpenVINO for the CPU. ``precision``: ``fp32`` or ``bf16``
+    (OpenVINO's inference precision hint: weights stay fp32 in the graph, compute runs in bf16)."""
+
+    def __init__(self, network: TransformerNet, precision: str = "fp32", key: str | None = None) -> None:
+        if not openvino_available():
+            raise FastNSTError("the openvino engine is not installed (pip install openvino)", param="engine")
+        if precision not in ("fp32", "bf16"):
+            raise FastNSTError(f"the openvino engine runs fp32 or bf16, not {precision}", param="precision")
+        import openvino as ov
+
+        self.network, self.precision, self.version = network, precision, ov.__version__
+        self.key = key or _weights_key(network)
+        self._compiled: dict[str, object] = {}
+        self.compile("plain")  # fails here, once, if this model cannot run on OpenVINO
+
+    def compile(self, variant: str) -> object:
+        """The compiled graph of ``variant``, from the cache when an entry there passes the probe."""
+        if variant not in self._compiled:
+            path = cache_dir() / "openvino" / f"{self.key}-ov{self.version.split('-')[0]}-{variant}.xml"
+            compiled = None
+            if path.is_file():
+                try:
+                    compiled = self._checked(self._read(path), variant)
+                except Exception:  # a truncated, foreign or wrong entry: never trusted, rebuilt
+                    log.warning("rebuilding the OpenVINO cache entry %s", path.name)
+            if compiled is None:
+                compiled = self._checked(self._convert_and_save(variant, path), variant)
+            self._compiled[variant] = compiled
+        return self._compiled[variant]
+
+    @staticmethod
+    def _read(path: Path) -> object:
+        import openvino as ov
+
+        return ov.Core().read_model(str(path))
+
+    def _checked(self, model: object, variant: str) -> object:
+        """Compile ``model`` and compare it with PyTorch on a probe image; raises if they disagree."""
+        import openvino as ov
+
+        hint = {"fp32": "f32", "bf16": "bf16"}[self.precision]
+        try:
+            compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        except RuntimeError as err:
+            raise FastNSTError(f"OpenVINO cannot compile this model ({str(err).splitlines()[0][:160]})",
+                               param="engine") from None
+        probe = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(0))
+        style = torch.full((1, self.network.num_styles), 1 / self.network.num_styles) \
+            if self.network.num_styles > 1 else None
+        stats = measure_norm_stats(lambda t: self.network(t, style), probe, self.network) \
+            if variant == "stats" else None
+        inputs = self._inputs(probe, style, stats)
+        with torch.no_grad():
+            expected = self.network(probe, style)
+        error = (torch.from_numpy(compiled(inputs)[0]) - expected).abs().max().item()
+        if not error <= (1e-3 if self.precision == "fp32" else 0.05):  # also catches NaN
+            raise FastNSTError(f"OpenVINO's result differs from PyTorch's by {error:.3g} on a probe image",
+                               param="engine")
+        return compiled
+
+    def _convert_and_save(self, variant: str, path: Path) -> object:
+        import openvino as ov
+
+        model = self._convert(variant)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.xml")  # shards converting at once never collide
+        ov.save_model(model, str(tmp), compress_to_fp16=False)
+        tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
+        tmp.replace(path)  # the .xml last: an entry whose .xml exists is complete
+        return model
+
+    @staticmethod
+    def _inputs(x: torch.Tensor, style: torch.Tensor | None,
+                stats: list[tuple[torch.Tensor, torch.Tensor]] | None) -> list:
+        inputs = [x.float().contiguous().numpy()]
+        if style is not None:
+            inputs.append(style.float().expand(x.shape[0], -1).contiguous().numpy())
+        if stats is not None:
+            inputs += [t.float().contiguous().numpy() for pair in stats for t in pair]
+        return inputs
+
+    def _convert(self, variant: str) -> object:
+        import openvino as ov
+
+        net, styles = self.network.float().eval(), self.network.num_styles
+        example: list[torch.Tensor] = [torch.rand(1, 3, 64, 64)]
+        shapes = [ov.PartialShape([-1, 3, -1, -1])]
+        if styles > 1:
+            example.append(torch.full((1, styles), 1 / styles))
+            shapes.append(ov.PartialShape([-1, styles]))
+        module: torch.nn.Module = net
+        if variant == "stats":
+            module = _WithStats(net)
+            for norm in module.norms:
+                channels = norm.weight.shape[-1]
+                example += [torch.zeros(channels), torch.ones(channels)]
+                shapes += [ov.PartialShape([channels])] * 2
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
+            return ov.convert_model(module, example_input=tuple(example), input=shapes)
+
+    def __call__(self, x: torch.Tensor, style: torch.Tensor | None = None,
+                 stats: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+        """(N, 3, H, W) float -> (N, 3, H, W) float32; ``style`` (N, S); ``stats`` per norm layer."""
+        compiled = self.compile("stats" if stats is not None else "plain")
+        return torch.from_numpy(compiled(self._inputs(x, style, stats))[0].copy())
+
+
+def _weights_key(network: TransformerNet) -> str:
+    """What the cache is keyed by: the architecture and every weight, bit for bit."""
+    digest = hashlib.sha256(repr(sorted(network.config.items())).encode())
+    for name, tensor in sorted(network.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:20]

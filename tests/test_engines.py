@@ -1,0 +1,149 @@
+"""The OpenVINO engine against PyTorch: same pictures (PSNR on 8-bit images), every option, the
+conversion cache, and clear errors or a fallback where it cannot run."""
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastnst.core import device as device_module
+from fastnst.core.device import resolve_dtype
+from fastnst.core.errors import FastNSTError
+from fastnst.core.modelfile import ModelMeta, save_stylizer
+from fastnst.core.transformer import StyleInstanceNorm, TransformerNet
+from fastnst.inference import engines
+from fastnst.inference import stylizer as stylizer_module
+from fastnst.inference.cli import main
+from fastnst.inference.stylizer import StylizeOptions, Stylizer
+
+from conftest import make_image
+
+needs_openvino = pytest.mark.skipif(not engines.openvino_available(), reason="openvino is not installed")
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")  # one conversion per network for the whole module
+
+
+@pytest.fixture(autouse=True)
+def _cache(shared_cache: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("FASTNST_CACHE", str(shared_cache))
+    monkeypatch.delenv("FASTNST_ENGINE")
+    return shared_cache
+
+
+def network(styles: int = 1) -> TransformerNet:
+    torch.manual_seed(1)
+    net = TransformerNet(channels=8, num_residual=2, num_styles=styles)
+    for m in net.modules():
+        if isinstance(m, StyleInstanceNorm):
+            torch.nn.init.normal_(m.weight, 1.0, 0.5)
+            torch.nn.init.normal_(m.bias, 0.0, 0.5)
+    return net.eval()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    a8, b8 = (t.mul(255).round().clamp(0, 255) for t in (a, b))
+    mse = (a8 - b8).pow(2).mean().item()
+    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(255.0 ** 2 / mse)).item()
+
+
+def pair(styles: int = 1) -> tuple[Stylizer, Stylizer]:
+    net, meta = network(styles), ModelMeta(style_name="m", styles=["a", "b", "c"][:styles] if styles > 1 else [])
+    return (Stylizer(net, meta, device="cpu", precision="fp32", engine="openvino"),
+            Stylizer(network(styles), meta, device="cpu", precision="fp32", engine="torch"))
+
+
+@needs_openvino
+@pytest.mark.parametrize("options", [
+    StylizeOptions(), StylizeOptions(strength=0.6, preserve_color=True), StylizeOptions(scale=0.5),
+    StylizeOptions(tile=48, overlap=16),
+], ids=["plain", "strength+colour", "scale", "tiled"])
+def test_openvino_paints_what_pytorch_paints(options: StylizeOptions) -> None:
+    fast, reference = pair()
+    assert fast.engine == "openvino fp32" and reference.engine == "torch float32"
+    x = torch.rand(2, 3, 80, 96)
+    assert psnr(fast.stylize_tensor(x, options), reference.stylize_tensor(x, options)) >= 40
+
+
+@needs_openvino
+def test_styles_blends_and_tiles_of_a_multi_style_model() -> None:
+    fast, reference = pair(styles=3)
+    x = torch.rand(1, 3, 80, 96)
+    for options in (StylizeOptions(style="b"), StylizeOptions(style="a:0.3,c:0.7", tile=48, overlap=16)):
+        assert psnr(fast.stylize_tensor(x, options), reference.stylize_tensor(x, options)) >= 40
+    per_frame = torch.eye(3)[[0, 2]]  # a video morph gives each frame its own weights
+    x2 = torch.rand(2, 3, 40, 48)
+    assert psnr(fast.stylize_tensor(x2, style=per_frame), reference.stylize_tensor(x2, style=per_frame)) >= 40
+
+
+@needs_openvino
+def test_tiny_images_still_work() -> None:
+    fast, reference = pair()
+    x = torch.rand(1, 3, 3, 7)  # below what the converted graph takes: PyTorch runs it
+    torch.testing.assert_close(fast.stylize_tensor(x), reference.stylize_tensor(x))
+
+
+@needs_openvino
+def test_the_conversion_is_cached_and_a_corrupt_entry_is_rebuilt(tmp_path: Path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("FASTNST_CACHE", str(tmp_path))
+    Stylizer(network(), device="cpu", precision="fp32", engine="openvino")
+    entries = sorted(tmp_path.glob("openvino/*-plain.*"))
+    assert [p.suffix for p in entries] == [".bin", ".xml"]
+    real_convert = engines.OpenVINOEngine._convert
+    monkeypatch.setattr(engines.OpenVINOEngine, "_convert", lambda *a: pytest.fail("converted again"))
+    Stylizer(network(), device="cpu", precision="fp32", engine="openvino")  # from the cache
+    entries[0].write_bytes(b"\0" * 64)  # a truncated weights file
+    monkeypatch.setattr(engines.OpenVINOEngine, "_convert", real_convert)
+    with caplog.at_level(logging.WARNING):
+        fast = Stylizer(network(), device="cpu", precision="fp32", engine="openvino")
+    assert "rebuilding the OpenVINO cache entry" in caplog.text
+    assert entries[0].stat().st_size > 64
+    x = torch.rand(1, 3, 40, 40)
+    reference = Stylizer(network(), device="cpu", precision="fp32", engine="torch")
+    assert psnr(fast.stylize_tensor(x), reference.stylize_tensor(x)) >= 40
+
+
+def test_openvino_missing_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(stylizer_module, "openvino_available", lambda: False)
+    monkeypatch.setattr(engines, "openvino_available", lambda: False)
+    model = save_stylizer(network(), tmp_path / "m.safetensors", ModelMeta(style_name="m"))
+    photo = make_image(tmp_path / "p.png")
+    assert main(["stylize", str(photo), "-m", str(model), "--engine", "openvino"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: the openvino engine is not installed (pip install openvino) (--engine)"
+    assert main(["stylize", str(photo), "-m", str(model)]) == 0  # auto: PyTorch, silently
+    assert Stylizer(network(), device="cpu").engine.startswith("torch")
+
+
+def test_auto_falls_back_to_pytorch_with_one_warning(monkeypatch, caplog) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise FastNSTError("OpenVINO cannot compile this model (a test)", param="engine")
+
+    monkeypatch.setattr(stylizer_module, "openvino_available", lambda: True)
+    monkeypatch.setattr(stylizer_module, "OpenVINOEngine", broken)
+    with caplog.at_level(logging.WARNING):
+        stylizer = Stylizer(network(), device="cpu", precision="fp32")
+    assert stylizer.engine == "torch float32"
+    assert caplog.text.count("OpenVINO is not usable here") == 1
+    with pytest.raises(FastNSTError, match="cannot compile"):
+        Stylizer(network(), device="cpu", engine="openvino")
+
+
+def test_engine_options_that_cannot_work_are_refused() -> None:
+    with pytest.raises(FastNSTError, match="unknown engine"):
+        Stylizer(network(), device="cpu", engine="tensorrt")
+    with pytest.raises(FastNSTError, match="PyTorch options"):
+        Stylizer(network(), device="cpu", engine="openvino", compile=True)
+    assert Stylizer(network(), device="cpu", channels_last=True).engine.startswith("torch")  # auto: torch
+
+
+def test_precision_auto_on_the_cpu_follows_native_bf16(monkeypatch) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(device_module, "native_bf16_cpu", lambda: True)
+    assert resolve_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(device_module, "native_bf16_cpu", lambda: False)
+    assert resolve_dtype("auto", cpu) == torch.float32
+    assert resolve_dtype("fp32", cpu) == torch.float32
