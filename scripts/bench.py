@@ -30,13 +30,33 @@ from torchvision import models
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from fastnst.core.device import native_bf16_cpu  # noqa: E402
 from fastnst.core.losses import PerceptualLoss  # noqa: E402
 from fastnst.core.transformer import TransformerNet  # noqa: E402
 from fastnst.core.vgg import VGGFeatures  # noqa: E402
+from fastnst.inference.engines import openvino_available  # noqa: E402
 from fastnst.inference.stylizer import Stylizer  # noqa: E402
 from fastnst.training.module import StyleTransferModule  # noqa: E402
 
 from common import seconds, sync  # noqa: E402
+
+
+def inference_paths(cuda: bool, dtypes: list[str], compile_rows: bool,
+                    channels: int) -> list[tuple[str | None, str, bool, bool]]:
+    """(engine, precision, channels_last, compile) rows: the product default first (engine None:
+    whatever `fastnst stylize` picks here), then each engine and precision this device offers."""
+    if cuda:
+        return [(None, "auto", False, False)] + [("torch", p, cl, c) for p in dtypes for cl in (False, True)
+                                                   for c in ((False, True) if compile_rows else (False,))]
+    rows: list[tuple[str | None, str, bool, bool]] = [(None, "auto", False, False), ("torch", "fp32", False, False)]
+    if channels == 32:
+        rows += [("torch", "fp32", True, False)] + ([("torch", "fp32", False, True)] if compile_rows else [])
+    if native_bf16_cpu():  # emulated bf16 is slower than fp32: only rows this CPU runs natively
+        rows.append(("torch", "bf16", False, False))
+    if openvino_available():
+        rows += [("openvino", "fp32", False, False)] + ([("openvino", "bf16", False, False)]
+                                                        if native_bf16_cpu() else [])
+    return rows
 
 
 # ---- The reference: pytorch/examples fast_neural_style, reimplemented the same way -------------------------
@@ -163,7 +183,7 @@ def fast_train_step(device: torch.device, precision: str, channels_last: bool, c
                                  channels_last=channels_last).to(device)
     if compile:
         module.network.compile()
-    module.loss.set_style(module.style_image)
+    module.loss.set_style(module.style_images)
     optimizer = module.configure_optimizers()
     use_bf16 = precision == "bf16"
 
@@ -229,7 +249,7 @@ def main() -> int:
         train_size, batches, frames = args.train_size or 256, args.train_batches or "4,16,64", args.frames or 8
         warmup, repeats, compile_rows = 3, 10, True
     else:
-        sizes = args.sizes or ("256" if args.quick else "256,512")
+        sizes = args.sizes or ("256" if args.quick else "256,512,1280x720,1920x1080")
         train_size = args.train_size or (64 if args.quick else 128)
         batches = args.train_batches or ("4" if args.quick else "4,8")
         # CPU timings wander by 10-20% between runs on a shared machine: more repeats, medians.
@@ -240,39 +260,36 @@ def main() -> int:
     if args.profile:
         return profile(device, train_size, int(batches.split(",")[0]), "bf16" if cuda else "fp32")
     print(f"# fastnst benchmark — {name}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}\n")
-    dtypes = ["fp32", "bf16"] if cuda else ["fp32"]
+    dtypes = ["fp32", "bf16"] if cuda or native_bf16_cpu() else ["fp32"]  # bf16 where it is native
 
     print("## Inference (frames/s; ratio to the pytorch/examples reference at the same size)\n")
-    print(row(["size", "model", "precision", "layout", "compile", "batch", "frames/s", "ratio", "TFLOP/s"]))
-    print(row(["---"] * 9))
+    print(row(["size", "model", "engine", "precision", "layout", "compile", "batch", "frames/s", "ratio", "TFLOP/s"]))
+    print(row(["---"] * 10))
     for spec in sizes.split(","):
         w, h = (int(v) for v in spec.split("x")) if "x" in spec else (int(spec), int(spec))
+        big = w * h > 1_000_000  # fewer repeats where one frame takes seconds
+        reps, warm = (max(3, repeats // 2), 1) if big and not cuda else (repeats, warmup)
         x1 = torch.rand(1, 3, h, w, device=device)
         ref = RefTransformerNet().to(device).eval()
         with torch.no_grad():
-            ref_s = seconds(partial(ref, x1 * 255), device, warmup, repeats)
+            ref_s = seconds(partial(ref, x1 * 255), device, warm, reps)
             frame_flops = flops(partial(ref, x1))
-        print(row([f"{w}x{h}", "reference", "fp32", "NCHW", "no", 1, f"{1 / ref_s:.2f}", "1.00",
-                   f"{frame_flops / ref_s / 1e12:.2f}"]))
+        print(row([f"{w}x{h}", "reference", "torch", "fp32", "NCHW", "no", 1, f"{1 / ref_s:.2f}", "1.00",
+                   f"{frame_flops / ref_s / 1e12:.2f}"]), flush=True)
         del ref
         for channels, label in ((32, "johnson"), (16, "johnson_small")):
-            small_flops = frame_flops if channels == 32 else None
-            for precision in dtypes:
-                for channels_last in (False, True):
-                    for compiled in (False, True) if compile_rows else (False,):
-                        if channels == 16 and (precision != "fp32" or channels_last or compiled) and not cuda:
-                            continue  # on a CPU, only the default path of the small model
-                        stylizer = Stylizer(TransformerNet(channels), device=device.type, precision=precision,
-                                            channels_last=channels_last, compile=compiled)
-                        for batch in (1, frames):
-                            xb = torch.rand(batch, 3, h, w, device=device)
-                            s = seconds(partial(stylizer.stylize_tensor, xb), device, warmup + 2 * compiled, repeats)
-                            if small_flops is None:
-                                small_flops = flops(partial(stylizer.run_network, x1))
-                            fps = batch / s
-                            print(row([f"{w}x{h}", label, precision, "channels_last" if channels_last else "NCHW",
-                                       "yes" if compiled else "no", batch, f"{fps:.2f}", f"{fps * ref_s:.2f}",
-                                       f"{small_flops * fps / 1e12:.2f}"]), flush=True)
+            net_flops = flops(partial(TransformerNet(channels).eval(), x1.cpu())) if channels == 16 else frame_flops
+            for engine, precision, channels_last, compiled in inference_paths(cuda, dtypes, compile_rows, channels):
+                stylizer = Stylizer(TransformerNet(channels), device=device.type, precision=precision,
+                                    channels_last=channels_last, compile=compiled, engine=engine)
+                for batch in (1, frames) if not big else (1,):
+                    xb = torch.rand(batch, 3, h, w, device=device)
+                    s = seconds(partial(stylizer.stylize_tensor, xb), device, warm + 2 * compiled, reps)
+                    fps = batch / s
+                    shown = f"default: {stylizer.engine}" if engine is None else engine
+                    print(row([f"{w}x{h}", label, shown, stylizer.engine.split()[-1] if engine is None else precision,
+                               "channels_last" if channels_last else "NCHW", "yes" if compiled else "no", batch,
+                               f"{fps:.2f}", f"{fps * ref_s:.2f}", f"{net_flops * fps / 1e12:.2f}"]), flush=True)
 
     print(f"\n## Training at {train_size}x{train_size} (images/s; ratio to the reference at the same batch)\n")
     print(row(["batch", "path", "precision", "layout", "compile", "images/s", "ratio", "TFLOP/s"]))
