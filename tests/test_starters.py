@@ -57,13 +57,18 @@ SHIPPED = starter_models()
 def test_each_shipped_starter_is_small_honest_and_works(name: str) -> None:
     path = SHIPPED[name]
     network, meta = load_network(path)
-    assert meta.style_name == name and name in builtin_styles()
+    assert meta.style_name == name
+    assert set(meta.style_names) <= set(builtin_styles())  # every style is a painting that ships
     assert "steps" in meta.description and "vgg16_standin" in meta.description and meta.steps
     assert path.stat().st_size < 1_000_000  # fp16 johnson_small
     x = torch.rand(1, 3, 48, 64)
     with torch.no_grad():
-        y = network(x)
-    assert y.shape == x.shape and (y - x).abs().mean() > 0.02  # it changes the photo
+        outputs = [network(x, torch.eye(network.num_styles)[k] if network.num_styles > 1 else None)
+                   for k in range(network.num_styles)]
+    for y in outputs:
+        assert y.shape == x.shape and (y - x).abs().mean() > 0.02  # each style changes the photo
+    for a, b in zip(outputs, outputs[1:], strict=False):
+        assert (a - b).abs().mean() > 0.01  # and the styles differ
 
 
 def test_the_package_stays_small() -> None:
