@@ -153,8 +153,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     rows = [("style", meta.style_name),
             *([("styles", f"{len(meta.styles)}: {', '.join(meta.styles)} (--style NAME, A:0.7,B:0.3 or A..B)")]
               if meta.styles else []),
-            ("style image", meta.style_image or "?"),
-            ("style image sha256", meta.style_sha256 or "?"),
+            *([("style images", ", ".join(meta.style_images) or "?")] if meta.styles else
+              [("style image", meta.style_image or "?"), ("style image sha256", meta.style_sha256 or "?")]),
             ("network", f"TransformerNet {meta.network}, {parameters:,} parameters"),
             ("steps trained", meta.steps), ("training crop", f"{meta.image_size} px" if meta.image_size else "?"),
             ("loss", f"{loss.get('vgg')} ({loss.get('vgg_weights')} weights), content "
