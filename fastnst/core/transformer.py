@@ -46,20 +46,27 @@ class StyleInstanceNorm(nn.Module):
         self.fixed_stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
-        if self.weight.dim() == 1 and self.fixed_stats is None:
-            return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
-        if self.fixed_stats is None:
-            y = F.instance_norm(x, eps=self.eps)
-        else:
+        gamma, beta = self._affine(style)
+        if self.fixed_stats is not None:
             mean, var = self.fixed_stats
             y = F.batch_norm(x, mean.to(x.dtype), var.to(x.dtype), training=False, eps=self.eps)
+            return y * gamma.to(y.dtype)[..., None, None] + beta.to(y.dtype)[..., None, None]
+        if gamma.dim() == 1:
+            return F.instance_norm(x, weight=gamma, bias=beta, eps=self.eps)
+        # Each image its own (γ, β): the batch folded into one image of N·C channels, so the per-image
+        # affine runs inside the fused kernel (as a separate multiply-add it cost 10-30% of a forward pass).
+        n, c = x.shape[:2]
+        y = F.instance_norm(x.reshape(1, n * c, *x.shape[2:]), weight=gamma.reshape(-1).to(x.dtype),
+                            bias=beta.reshape(-1).to(x.dtype), eps=self.eps)
+        return y.reshape(x.shape)
+
+    def _affine(self, style: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(γ, β): shape (C,) for one style, (N, C) mixed from the style weights (N, S) otherwise."""
         if self.weight.dim() == 1:
-            gamma, beta = self.weight[None], self.bias[None]
-        else:
-            if style is None:
-                raise ValueError("a multi-style network needs style weights of shape (N, num_styles)")
-            gamma, beta = style.to(self.weight.dtype) @ self.weight, style.to(self.bias.dtype) @ self.bias
-        return y * gamma.to(y.dtype)[..., None, None] + beta.to(y.dtype)[..., None, None]
+            return self.weight, self.bias
+        if style is None:
+            raise ValueError("a multi-style network needs style weights of shape (N, num_styles)")
+        return style.to(self.weight.dtype) @ self.weight, style.to(self.bias.dtype) @ self.bias
 
 
 class ResidualBlock(nn.Module):
