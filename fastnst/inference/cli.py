@@ -123,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
     e.add_argument("-o", "--output", type=Path)
     e.set_defaults(func=cmd_export)
+
+    a = sub.add_parser("app", help="start the web app (photo, webcam and video in the browser)",
+                       description="Start a local web app and print its address. Needs the [app] extra.")
+    a.add_argument("--models", nargs="*", type=Path, default=[], metavar="DIR_OR_FILE",
+                   help="model files or folders of them to offer beside the starter models")
+    a.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this "
+                   "machine only; 0.0.0.0 lets anyone who can reach it use the app)")
+    a.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    a.add_argument("--engine", default=None, choices=["auto", "torch", "openvino"],
+                   help="as for stylize (default auto)")
+    a.set_defaults(func=cmd_app)
     return parser
 
 
@@ -179,6 +191,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     from fastnst.inference.export import export
 
     print(export(args.model, args.format, args.output))
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    try:
+        from fastnst.app.server import serve
+    except ImportError as err:  # the core install leaves the web server out
+        raise FastNSTError(f"the web app needs the [app] extra: pip install 'fastnst[app]' ({err.name} is "
+                           "missing)") from None
+    if not 0 <= args.port <= 65535:
+        raise FastNSTError(f"port must be from 0 to 65535, got {args.port}", param="port")
+    serve(args.models, args.host, args.port, args.device, args.engine)
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -57,9 +58,12 @@ class _WithStats(torch.nn.Module):
 
 class OpenVINOEngine:
     """A TransformerNet compiled by OpenVINO for the CPU. ``precision``: ``fp32`` or ``bf16``
-    (OpenVINO's inference precision hint: weights stay fp32 in the graph, compute runs in bf16)."""
+    (OpenVINO's inference precision hint: weights stay fp32 in the graph, compute runs in bf16).
+    ``cache``: the folder converted graphs are kept in (None: ``~/.cache/fastnst/openvino``). Calls
+    from several threads are serialised: a compiled model has one infer request."""
 
-    def __init__(self, network: TransformerNet, precision: str = "fp32", key: str | None = None) -> None:
+    def __init__(self, network: TransformerNet, precision: str = "fp32", key: str | None = None,
+                 cache: Path | None = None) -> None:
         if not openvino_available():
             raise FastNSTError("the openvino engine is not installed (pip install openvino)", param="engine")
         if precision not in ("fp32", "bf16"):
@@ -68,13 +72,15 @@ class OpenVINOEngine:
 
         self.network, self.precision, self.version = network, precision, ov.__version__
         self.key = key or _weights_key(network)
+        self.cache = cache or cache_dir() / "openvino"
         self._compiled: dict[str, object] = {}
+        self._lock = threading.RLock()
         self.compile("plain")  # fails here, once, if this model cannot run on OpenVINO
 
     def compile(self, variant: str) -> object:
         """The compiled graph of ``variant``, from the cache when an entry there passes the probe."""
         if variant not in self._compiled:
-            path = cache_dir() / "openvino" / f"{self.key}-ov{self.version.split('-')[0]}-{variant}.xml"
+            path = self.cache / f"{self.key}-ov{self.version.split('-')[0]}-{variant}.xml"
             compiled = None
             if path.is_file():
                 try:
@@ -160,8 +166,9 @@ class OpenVINOEngine:
     def __call__(self, x: torch.Tensor, style: torch.Tensor | None = None,
                  stats: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
         """(N, 3, H, W) float -> (N, 3, H, W) float32; ``style`` (N, S); ``stats`` per norm layer."""
-        compiled = self.compile("stats" if stats is not None else "plain")
-        return torch.from_numpy(compiled(self._inputs(x, style, stats))[0].copy())
+        with self._lock:
+            compiled = self.compile("stats" if stats is not None else "plain")
+            return torch.from_numpy(compiled(self._inputs(x, style, stats))[0].copy())
 
 
 def _weights_key(network: TransformerNet) -> str:

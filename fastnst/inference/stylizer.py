@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -79,12 +80,12 @@ class Stylizer:
 
     def __init__(self, network: TransformerNet, metadata: ModelMeta | None = None,
                  device: str = "auto", precision: str = "auto", channels_last: bool = False,
-                 compile: bool = False, engine: str | None = None) -> None:
+                 compile: bool = False, engine: str | None = None, engine_cache: Path | None = None) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
         # FASTNST_ENGINE sets the default for every entry point (the test suite runs PyTorch by it).
         self.openvino = self._openvino(network, engine or os.environ.get("FASTNST_ENGINE", "auto"),
-                                       compile or channels_last)
+                                       compile or channels_last, engine_cache)
         if self.openvino is not None:
             self.dtype = torch.float32  # the PyTorch copy only measures tiling statistics and runs tiny images
         self.engine = f"openvino {self.openvino.precision}" if self.openvino else f"torch {str(self.dtype)[6:]}"
@@ -98,7 +99,8 @@ class Stylizer:
         self.style_name = self.metadata.style_name
         self.style_names = self.metadata.style_names if network.num_styles > 1 else [self.style_name]
 
-    def _openvino(self, network: TransformerNet, engine: str, torch_options: bool) -> OpenVINOEngine | None:
+    def _openvino(self, network: TransformerNet, engine: str, torch_options: bool,
+                  cache: Path | None) -> OpenVINOEngine | None:
         """The OpenVINO engine when ``engine`` asks for it (``auto``: on the CPU where it is installed and
         works, unless a PyTorch-only option is set); None for PyTorch."""
         if engine not in ENGINES:
@@ -115,7 +117,7 @@ class Stylizer:
         if engine == "auto" and not openvino_available():
             return None
         try:
-            return OpenVINOEngine(network.float(), precision)
+            return OpenVINOEngine(network.float(), precision, cache=cache)
         except FastNSTError as err:
             if engine == "openvino":
                 raise

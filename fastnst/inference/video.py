@@ -12,7 +12,7 @@ import logging
 import queue
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -70,7 +70,7 @@ class _Job:
     out: av.container.OutputContainer
     options: StylizeOptions
     video: VideoOptions
-    progress: bool
+    progress: bool | Callable[[int, int], None]
 
 
 @dataclass
@@ -82,8 +82,11 @@ class VideoReport:
 
 
 def stylize_video(stylizer: Stylizer, src: Path, dst: Path, options: StylizeOptions = StylizeOptions(),
-                  video: VideoOptions = VideoOptions(), progress: bool = True) -> VideoReport:
-    """Stylize every frame of ``src`` into ``dst``; the container follows dst's extension."""
+                  video: VideoOptions = VideoOptions(),
+                  progress: bool | Callable[[int, int], None] = True) -> VideoReport:
+    """Stylize every frame of ``src`` into ``dst``; the container follows dst's extension.
+    ``progress``: a bar on stderr, or a function called after each frame with (frames so far, frames
+    expected or 0); an exception it raises stops the run, and nothing is left at ``dst``."""
     src_in = _open_input(src)
     try:
         with atomic_path(dst) as tmp:
@@ -117,7 +120,8 @@ def _open_input(src: Path) -> av.container.InputContainer:
 
 
 def _transcode(stylizer: Stylizer, inp: av.container.InputContainer, src: Path, tmp: Path, ext: str,
-               options: StylizeOptions, video: VideoOptions, progress: bool) -> VideoReport:
+               options: StylizeOptions, video: VideoOptions,
+               progress: bool | Callable[[int, int], None]) -> VideoReport:
     inp.streams.video[0].thread_type = "AUTO"
     codec = video.codec or DEFAULT_CODECS.get(ext)
     if codec is None:
@@ -149,7 +153,9 @@ def _pipeline(job: _Job) -> VideoReport:
     expected = _expected_frames(inp, in_v)
     state = _EncoderState(job.stylizer, in_v, out, codec, job.options, video, expected)
     audio_out, audio_mode = _audio_stream(in_a, out, ext)
-    bar = tqdm(total=expected or None, unit="frame", disable=not job.progress, file=sys.stderr, desc=src.name)
+    report = job.progress if callable(job.progress) else None
+    bar = tqdm(total=expected or None, unit="frame", disable=job.progress is not True, file=sys.stderr,
+               desc=src.name)
     streams = [s for s in (in_v, in_a if audio_out is not None else None) if s is not None]
     decoded = 0
     pending_audio: list[av.Packet] = []  # the header is written at the first mux: video stream first
@@ -165,6 +171,8 @@ def _pipeline(job: _Job) -> VideoReport:
             state.push(item)
             decoded += 1
             bar.update(1)
+            if report is not None:
+                report(decoded, expected)
     bar.close()
     if decoded == 0:
         raise FastNSTError(f"{src}: no video frame could be decoded")

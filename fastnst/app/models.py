@@ -1,0 +1,115 @@
+"""The models the app offers: the starters, the files given on the command line, and files uploaded in
+the page. Each is loaded once, on first use, and kept."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastnst.core.errors import FastNSTError
+from fastnst.core.modelfile import load_network, read_metadata, starter_models
+from fastnst.inference.stylizer import Stylizer
+
+MODEL_SUFFIXES = (".safetensors", ".ckpt")
+
+
+@dataclass
+class Entry:
+    id: str
+    path: Path
+    starter: bool
+    uploaded: bool = False
+    stylizer: Stylizer | None = field(default=None, repr=False)
+
+
+class ModelBook:
+    """``id -> model``, in the order shown in the page (starters first). ``workdir``: where uploads go
+    (and, for them, the OpenVINO cache, so nothing of theirs outlives the app)."""
+
+    def __init__(self, paths: list[Path], workdir: Path, device: str = "auto", engine: str | None = None) -> None:
+        self.workdir, self.device, self.engine = workdir, device, engine
+        self._entries: dict[str, Entry] = {}
+        self._lock = threading.Lock()
+        for name, path in starter_models().items():
+            self._entries[name] = Entry(name, path, starter=True)
+        for path in expand_model_paths(paths):
+            read_metadata(path)  # a foreign file given at start-up fails the start, with its name
+            self._add(Entry(self._free_id(path.stem), path, starter=False))
+
+    def _free_id(self, stem: str) -> str:
+        candidate, n = stem, 1
+        while candidate in self._entries:
+            n += 1
+            candidate = f"{stem}_{n}"
+        return candidate
+
+    def _add(self, entry: Entry) -> Entry:
+        self._entries[entry.id] = entry
+        return entry
+
+    def ids(self) -> list[str]:
+        return list(self._entries)
+
+    def describe(self, model_id: str) -> dict:
+        """What the page shows of a model: name, styles (several for a multi-style model), network."""
+        entry = self._entry(model_id)
+        meta = read_metadata(entry.path)
+        return {"id": entry.id, "style": meta.style_name, "styles": meta.style_names if meta.styles else [],
+                "description": meta.description, "starter": entry.starter, "uploaded": entry.uploaded,
+                "network": meta.network, "steps": meta.steps}
+
+    def stylizer(self, model_id: str) -> Stylizer:
+        entry = self._entry(model_id)
+        with self._lock:  # two requests for a model not yet loaded load it once
+            if entry.stylizer is None:
+                network, meta = load_network(entry.path)
+                cache = self.workdir / "openvino" if entry.uploaded else None
+                entry.stylizer = Stylizer(network, meta, self.device, engine=self.engine, engine_cache=cache)
+            return entry.stylizer
+
+    def upload(self, filename: str, data: bytes) -> str:
+        """Keep an uploaded model file in the work folder, if it is a fastnst stylizer; its id."""
+        suffix = Path(filename).suffix.lower()
+        if suffix not in MODEL_SUFFIXES:
+            raise FastNSTError(f"{filename}: a model file ends in .safetensors or .ckpt")
+        digest = hashlib.sha256(data).hexdigest()[:12]
+        folder = self.workdir / "models"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{digest}{suffix}"
+        path.write_bytes(data)
+        try:
+            load_network(path)  # a file that is not a stylizer never reaches the list
+        except FastNSTError as err:
+            path.unlink()
+            raise FastNSTError(str(err).replace(str(path), filename)) from None
+        with self._lock:
+            for entry in self._entries.values():
+                if entry.path == path:
+                    return entry.id
+            return self._add(Entry(self._free_id(Path(filename).stem), path, starter=False, uploaded=True)).id
+
+    def _entry(self, model_id: str) -> Entry:
+        try:
+            return self._entries[model_id]
+        except KeyError:
+            raise FastNSTError(f"no model {model_id!r}; choose one of {', '.join(self._entries)}") from None
+
+
+def expand_model_paths(paths: list[Path]) -> list[Path]:
+    """Model files and folders (their ``*.safetensors``/``*.ckpt``) -> files. Raises for a missing path
+    or a folder without models."""
+    files: list[Path] = []
+    for path in paths:
+        path = path.expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in MODEL_SUFFIXES and p.is_file())
+            if not found:
+                raise FastNSTError(f"{path}: no .safetensors or .ckpt model files in this folder", param="models")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FastNSTError(f"{path}: no such model file or folder", param="models")
+    return files

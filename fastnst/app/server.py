@@ -1,0 +1,297 @@
+"""The web app's server: a Starlette (ASGI) app serving one hand-written page and a small HTTP API.
+
+    GET  /api/models                 the models and their styles
+    POST /api/models                 add an uploaded model file (form field ``model``)
+    POST /api/stylize                a photo (``image``) -> the stylized image; ``size=full`` for a download
+    WS   /ws/webcam                  JSON settings, then JPEG frames in -> [uint32 server µs][JPEG] out
+    POST /api/videos                 a clip (``video``) -> a job; GET /api/videos/ID its progress,
+    GET  /api/videos/ID/result       and the stylized clip
+
+Options are form fields: ``model``, ``style`` (a name or ``a:0.7,b:0.3``), ``strength``, ``preserve_color``,
+``size`` (long side in px, or ``full``). Errors are ``{"error": "..."}`` with status 400 (the user's input)
+or 500 (a bug; logged); the server keeps serving. Everything written goes to one temporary folder,
+removed when the app stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import shutil
+import socket
+import struct
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from fastnst.app.jobs import VideoJobs
+from fastnst.app.models import ModelBook
+from fastnst.core.errors import FastNSTError
+from fastnst.core.images import MAX_IMAGE_PIXELS, decode_image
+from fastnst.inference.stylizer import StylizeOptions
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+MB = 1 << 20
+MAX_IMAGE_BYTES = 100 * MB  # a 120-Mpx JPEG fits; the pixel limit is what protects memory
+MAX_MODEL_BYTES = 64 * MB  # a `johnson` stylizer is 6.7 MB in fp32
+MAX_VIDEO_BYTES = 2048 * MB
+WEBCAM_MAX_PIXELS = 1920 * 1080
+PREVIEW_QUALITY = 90
+DEFAULT_MODEL = "starry_night"
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str
+    options: StylizeOptions
+
+
+def create_app(book: ModelBook, workdir: Path) -> Starlette:
+    """The ASGI app over ``book``'s models; uploads and results go under ``workdir``."""
+    jobs = VideoJobs(workdir)
+    photo_lock = asyncio.Lock()  # one photo at a time: two at once would only share the cores
+
+    def settings(fields: FormData | dict) -> Settings:
+        """Form fields or a webcam settings message -> what to stylize with, checked (bad values raise)."""
+        model = str(fields.get("model") or default_model(book))
+        size = str(fields.get("size") or "full")
+        try:
+            strength = float(fields.get("strength", 1.0))
+            max_size = None if size in ("full", "0") else int(size)
+        except (TypeError, ValueError):
+            raise FastNSTError("strength must be a number and size a number of pixels or 'full'") from None
+        preserve = str(fields.get("preserve_color", "")).lower() in ("1", "true", "on", "yes")
+        style = fields.get("style") or None
+        options = StylizeOptions(max_size=max_size, strength=strength, preserve_color=preserve,
+                                 style=str(style) if style else None)
+        book.describe(model)  # an unknown id raises here
+        return Settings(model, options)
+
+    async def index(request: Request) -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+    async def list_models(request: Request) -> JSONResponse:
+        return JSONResponse({"models": [book.describe(i) for i in book.ids()], "default": default_model(book)})
+
+    async def add_model(request: Request) -> JSONResponse:
+        form = await read_form(request, MAX_MODEL_BYTES)
+        upload = form_file(form, "model", "a model file")
+        data = await upload.read()
+        model_id = await run_in_threadpool(book.upload, upload.filename or "model.safetensors", data)
+        return JSONResponse(book.describe(model_id))
+
+    async def stylize(request: Request) -> Response:
+        form = await read_form(request, MAX_IMAGE_BYTES)
+        upload = form_file(form, "image", "a photo")
+        data = await upload.read()
+        chosen = settings(form)
+        async with photo_lock:
+            if await request.is_disconnected():  # the page has asked for something newer already
+                return Response(status_code=204)
+            body, media, name, ms, engine = await run_in_threadpool(
+                stylize_photo, book, chosen, data, upload.filename or "photo")
+        headers = {"X-Fastnst-Ms": f"{ms:.0f}", "X-Fastnst-Engine": engine,
+                   "Cache-Control": "no-store"}
+        if chosen.options.max_size is None:
+            headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{urllib.parse.quote(name)}"
+        return Response(body, media_type=media, headers=headers)
+
+    async def webcam(ws: WebSocket) -> None:
+        await ws.accept()
+        chosen = None
+        try:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                try:
+                    if message.get("text") is not None:
+                        chosen = settings({**json.loads(message["text"]), "size": "full"})
+                        stylizer = await run_in_threadpool(book.stylizer, chosen.model)
+                        stylizer.style_weights(chosen.options.style)  # a bad style is refused now, once
+                        await ws.send_json({"ok": True, "engine": stylizer.engine})
+                    elif message.get("bytes") is not None:
+                        if chosen is None:
+                            raise FastNSTError("send the settings before the first frame")
+                        us, body = await run_in_threadpool(stylize_frame, book, chosen, message["bytes"])
+                        await ws.send_bytes(struct.pack("<I", us) + body)
+                except (FastNSTError, json.JSONDecodeError, AttributeError) as err:
+                    text = str(err) if isinstance(err, FastNSTError) else "settings must be a JSON object"
+                    await ws.send_json({"error": text})
+        except WebSocketDisconnect:
+            return
+
+    async def submit_video(request: Request) -> JSONResponse:
+        form = await read_form(request, MAX_VIDEO_BYTES)
+        upload = form_file(form, "video", "a video clip")
+        chosen = settings(form)
+        stylizer = await run_in_threadpool(book.stylizer, chosen.model)
+        label = stylizer.style_label(chosen.options.style)  # checks the style before the clip is queued
+        name = Path(upload.filename or "clip.mp4").name
+        job_id, folder = jobs.folder()
+        source = folder / f"input{Path(name).suffix.lower()[:8]}"
+        await run_in_threadpool(copy_upload, upload, source)
+        job = jobs.submit(job_id, source, name, lambda: book.stylizer(chosen.model), chosen.options, label)
+        return JSONResponse({**job.status(), "result": f"/api/videos/{job.id}/result"})
+
+    async def video_status(request: Request) -> JSONResponse:
+        return JSONResponse(jobs.get(request.path_params["job"]).status())
+
+    async def video_result(request: Request) -> Response:
+        job = jobs.get(request.path_params["job"])
+        if job.state != "done":
+            raise FastNSTError(f"the video is not ready ({job.state})")
+        return FileResponse(job.target, filename=job.download_name)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Load the default model while the page opens (an OpenVINO conversion takes seconds once).
+        threading.Thread(target=warm_up, args=(book,), daemon=True).start()
+        yield
+        await run_in_threadpool(jobs.close)
+
+    routes = [Route("/", index), Route("/api/models", list_models), Route("/api/models", add_model, methods=["POST"]),
+              Route("/api/stylize", stylize, methods=["POST"]), WebSocketRoute("/ws/webcam", webcam),
+              Route("/api/videos", submit_video, methods=["POST"]),
+              Route("/api/videos/{job}", video_status), Route("/api/videos/{job}/result", video_result),
+              Mount("/static", StaticFiles(directory=STATIC), name="static")]
+    handlers = {FastNSTError: user_error, Exception: server_error}
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)  # type: ignore[arg-type]
+
+
+def default_model(book: ModelBook) -> str:
+    ids = book.ids()
+    if not ids:
+        raise FastNSTError("no models: give model files with --models (no starter models are installed)")
+    return DEFAULT_MODEL if DEFAULT_MODEL in ids else ids[0]
+
+
+def warm_up(book: ModelBook) -> None:
+    try:
+        book.stylizer(default_model(book))
+    except Exception as err:  # the first request will report it properly
+        log.warning("could not load the default model: %s", err)
+
+
+async def read_form(request: Request, limit: int) -> FormData:
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise FastNSTError(f"the upload is {int(length) / MB:.0f} MB; the limit here is {limit // MB} MB")
+    try:
+        return await request.form(max_files=1, max_fields=20)
+    except Exception as err:  # a malformed body: the multipart parser's own error types vary
+        raise FastNSTError(f"could not read the upload ({err})") from None
+
+
+def form_file(form: FormData, field: str, what: str) -> UploadFile:
+    upload = form.get(field)
+    if not isinstance(upload, UploadFile):
+        raise FastNSTError(f"choose {what} to upload")
+    return upload
+
+
+def copy_upload(upload: UploadFile, target: Path) -> None:
+    upload.file.seek(0)
+    with open(target, "wb") as out:
+        shutil.copyfileobj(upload.file, out, 4 * MB)
+
+
+def stylize_photo(book: ModelBook, chosen: Settings, data: bytes, filename: str) -> tuple[bytes, str, str, float, str]:
+    """-> (encoded image, media type, download name, milliseconds spent stylizing, engine)."""
+    stylizer = book.stylizer(chosen.model)
+    label = stylizer.style_label(chosen.options.style)
+    image = decode_image(data, filename, MAX_IMAGE_PIXELS, chosen.options.max_size)
+    start = time.perf_counter()
+    result = stylizer.stylize(image, chosen.options)
+    ms = (time.perf_counter() - start) * 1000
+    full = chosen.options.max_size is None
+    # Previews as JPEG (fast to encode and send); downloads keep the photo's format where it is lossy
+    # anyway, PNG otherwise; alpha forces PNG.
+    fmt = image.format if full and image.format in ("JPEG", "WEBP") else "JPEG" if not full else "PNG"
+    if result.mode == "RGBA":
+        fmt = "PNG"
+    buffer = io.BytesIO()
+    result.save(buffer, format=fmt, **({"quality": 95 if full else PREVIEW_QUALITY} if fmt != "PNG" else {}))
+    ext = {"JPEG": ".jpg", "WEBP": ".webp", "PNG": ".png"}[fmt]
+    return buffer.getvalue(), Image.MIME[fmt], f"{Path(filename).stem}_{label}{ext}", ms, stylizer.engine
+
+
+def stylize_frame(book: ModelBook, chosen: Settings, data: bytes) -> tuple[int, bytes]:
+    """A webcam frame (JPEG bytes) -> (microseconds on the server, the stylized frame as JPEG)."""
+    start = time.perf_counter()
+    image = decode_image(data, "the webcam frame", WEBCAM_MAX_PIXELS)
+    result = book.stylizer(chosen.model).stylize(image, chosen.options)
+    buffer = io.BytesIO()
+    result.convert("RGB").save(buffer, format="JPEG", quality=85)
+    return round((time.perf_counter() - start) * 1e6), buffer.getvalue()
+
+
+async def user_error(request: Request, err: Exception) -> JSONResponse:
+    return JSONResponse({"error": str(err)}, status_code=400)
+
+
+async def server_error(request: Request, err: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=err)
+    return JSONResponse({"error": f"internal error ({err.__class__.__name__}); see the server's log"},
+                        status_code=500)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0: any free port), so the address can be printed before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise FastNSTError(f"cannot listen on {host}:{port} ({err.strerror or err})", param="port") from None
+    sock.listen(128)
+    return sock
+
+
+def serve(models: list[Path], host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
+          engine: str | None = None) -> None:
+    """Run the app until interrupted. Everything it writes lives in one temporary folder, removed at the end."""
+    import uvicorn
+
+    with tempfile.TemporaryDirectory(prefix="fastnst-app-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "spool").mkdir()
+        tempfile.tempdir = str(workdir / "spool")  # where Starlette spools large uploads
+        try:
+            book = ModelBook(models, workdir, device, engine)
+            default_model(book)
+            sock = listen(host, port)
+            shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
+            shown = f"[{shown}]" if ":" in shown else shown
+            print(f"fastnst app: http://{shown}:{sock.getsockname()[1]}/  (Ctrl+C stops it)", flush=True)
+            if host not in ("127.0.0.1", "localhost", "::1"):
+                print(f"warning: listening on {host}: anyone who can reach this machine can use the app "
+                      "and upload files to it", flush=True)
+            config = uvicorn.Config(create_app(book, workdir), log_level="warning", ws_max_size=16 * MB)
+            try:
+                uvicorn.Server(config).run(sockets=[sock])
+            except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its graceful shutdown: a normal end
+                pass
+            print("fastnst app: stopped", flush=True)
+        finally:
+            tempfile.tempdir = None

@@ -1,0 +1,303 @@
+// fastnst web app: one page, three modes, no build step. The server does all the stylizing.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const models = new Map();   // id -> what /api/models says of it
+const weights = new Map();  // style name -> slider value 0..100, for the chosen multi-style model
+
+// ---- messages --------------------------------------------------------------------------------------
+function showMessage(text) { $("message").textContent = text; $("message").hidden = false; }
+function clearMessage() { $("message").hidden = true; $("message").textContent = ""; }
+async function errorOf(response) {
+  try { return (await response.json()).error || response.statusText; } catch { return `${response.status} ${response.statusText}`; }
+}
+
+// ---- models and styles -----------------------------------------------------------------------------
+async function loadModels(select) {
+  const response = await fetch("/api/models");
+  if (!response.ok) { showMessage(await errorOf(response)); return; }
+  const data = await response.json();
+  $("model").replaceChildren();
+  for (const m of data.models) addModel(m);
+  chooseModel(select || data.default);
+}
+
+function addModel(m) {
+  models.set(m.id, m);
+  if (![...$("model").options].some((o) => o.value === m.id)) {
+    const label = m.styles.length ? `${m.id} (${m.styles.length} styles)` : m.id;
+    $("model").append(new Option(m.uploaded ? `${label}, uploaded` : label, m.id));
+  }
+}
+
+function chooseModel(id) {
+  $("model").value = id;
+  const m = models.get(id);
+  const net = m.network && m.network.channels ? `${m.network.channels}-channel network` : "";
+  $("model-info").textContent = [m.description, net, m.steps ? `${m.steps} steps` : ""].filter(Boolean).join(" · ");
+  weights.clear();
+  m.styles.forEach((s, i) => weights.set(s, i === 0 ? 100 : 0));
+  renderSliders(m.styles);
+  changed();
+}
+
+function renderSliders(styles) {
+  $("styles").hidden = styles.length === 0;
+  const rows = styles.map((name) => {
+    const row = document.createElement("div");
+    row.className = "slider";
+    const solo = document.createElement("button");
+    solo.textContent = name.replaceAll("_", " ");
+    solo.title = `${name} alone`;
+    solo.dataset.solo = name;
+    const range = Object.assign(document.createElement("input"), { type: "range", min: 0, max: 100, value: weights.get(name) });
+    range.dataset.style = name;
+    const value = document.createElement("output");
+    value.textContent = `${weights.get(name)}%`;
+    range.addEventListener("input", () => { weights.set(name, +range.value); value.textContent = `${range.value}%`; changed(); });
+    solo.addEventListener("click", () => {
+      for (const key of weights.keys()) weights.set(key, key === name ? 100 : 0);
+      renderSliders(styles); changed();
+    });
+    row.append(solo, range, value);
+    return row;
+  });
+  $("style-sliders").replaceChildren(...rows);
+}
+
+function styleSpec() {
+  if (weights.size === 0) return "";
+  const chosen = [...weights].filter(([, w]) => w > 0);
+  // All sliders at zero is sent as such: the server explains why that cannot be stylized.
+  return (chosen.length ? chosen : [[[...weights.keys()][0], 0]]).map(([s, w]) => `${s}:${w / 100}`).join(",");
+}
+
+function settings() {
+  return { model: $("model").value, style: styleSpec(), strength: +$("strength").value / 100,
+           preserve_color: $("preserve-color").checked };
+}
+
+function formWith(fields) {
+  const form = new FormData();
+  for (const [key, value] of Object.entries({ ...settings(), ...fields })) form.append(key, value);
+  return form;
+}
+
+let changeTimer = null;
+function changed() {
+  clearTimeout(changeTimer);
+  changeTimer = setTimeout(() => { if (photo) stylizePhoto(); webcam.sendSettings(); }, 150);
+}
+
+$("model").addEventListener("change", () => chooseModel($("model").value));
+$("strength").addEventListener("input", () => { $("strength-value").textContent = `${$("strength").value}%`; changed(); });
+$("preserve-color").addEventListener("change", changed);
+$("size").addEventListener("change", changed);
+$("model-input").addEventListener("change", async () => {
+  const file = $("model-input").files[0];
+  if (!file) return;
+  const form = new FormData();
+  form.append("model", file);
+  const response = await fetch("/api/models", { method: "POST", body: form });
+  $("model-input").value = "";
+  if (!response.ok) { showMessage(await errorOf(response)); return; }
+  clearMessage();
+  const m = await response.json();
+  addModel(m);
+  chooseModel(m.id);
+});
+
+// ---- photo mode ------------------------------------------------------------------------------------
+let photo = null;        // the chosen File
+let photoRequest = null; // AbortController of the preview in flight
+
+function setPhoto(file) {
+  if (!file) return;
+  photo = file;
+  clearMessage();
+  URL.revokeObjectURL($("original").src);
+  $("original").src = URL.createObjectURL(file);
+  $("download").disabled = false;
+  stylizePhoto();
+}
+
+// Formats a browser cannot show (TIFF) are previewed by the server at strength 0: the photo itself.
+$("original").addEventListener("error", async () => {
+  if (!photo || $("original").dataset.fallback === photo.name) return;
+  $("original").dataset.fallback = photo.name;
+  const response = await fetch("/api/stylize", { method: "POST", body: formWith({ image: photo, strength: 0, size: $("size").value }) });
+  if (response.ok) $("original").src = URL.createObjectURL(await response.blob());
+});
+
+async function stylizePhoto() {
+  if (photoRequest) photoRequest.abort();
+  photoRequest = new AbortController();
+  const started = performance.now();
+  $("photo-status").textContent = "stylizing…";
+  try {
+    const response = await fetch("/api/stylize", { method: "POST", body: formWith({ image: photo, size: $("size").value }),
+                                                   signal: photoRequest.signal });
+    if (response.status === 204) return;
+    if (!response.ok) { showMessage(await errorOf(response)); $("photo-status").textContent = ""; return; }
+    clearMessage();
+    const ms = response.headers.get("X-Fastnst-Ms"), engine = response.headers.get("X-Fastnst-Engine");
+    const blob = await response.blob();
+    URL.revokeObjectURL($("result").src);
+    $("result").src = URL.createObjectURL(blob);
+    await $("result").decode().catch(() => {});
+    const total = Math.round(performance.now() - started);
+    $("photo-status").textContent = `${$("result").naturalWidth} × ${$("result").naturalHeight} px: stylized in ${ms} ms `
+      + `(${engine}), ${total} ms in all`;
+  } catch (err) {
+    if (err.name !== "AbortError") showMessage(`the server did not answer (${err.message})`);
+  }
+}
+
+$("photo-input").addEventListener("change", () => setPhoto($("photo-input").files[0]));
+for (const name of ["dragenter", "dragover"]) $("drop").addEventListener(name, (e) => { e.preventDefault(); $("drop").classList.add("over"); });
+for (const name of ["dragleave", "drop"]) $("drop").addEventListener(name, () => $("drop").classList.remove("over"));
+$("drop").addEventListener("drop", (e) => { e.preventDefault(); setPhoto(e.dataTransfer.files[0]); });
+
+$("download").addEventListener("click", async () => {
+  $("download").disabled = true;
+  $("photo-status").textContent = "stylizing at full resolution…";
+  try {
+    const response = await fetch("/api/stylize", { method: "POST", body: formWith({ image: photo, size: "full" }) });
+    if (!response.ok) { showMessage(await errorOf(response)); return; }
+    const header = response.headers.get("Content-Disposition") || "";
+    const name = decodeURIComponent((header.match(/filename\*=UTF-8''(.+)$/) || [, "stylized.png"])[1]);
+    const link = Object.assign(document.createElement("a"), { href: URL.createObjectURL(await response.blob()), download: name });
+    link.click();
+    $("photo-status").textContent = `saved ${name} (stylized in ${response.headers.get("X-Fastnst-Ms")} ms)`;
+  } finally {
+    $("download").disabled = false;
+  }
+});
+
+// ---- webcam mode -----------------------------------------------------------------------------------
+// Frames go to the server as JPEG over one WebSocket; two are kept in flight so that the server never
+// waits for the browser. The frame rate counts stylized frames shown in the last two seconds.
+const webcam = {
+  socket: null, stream: null, inFlight: 0, shown: [], canvas: document.createElement("canvas"),
+
+  async start() {
+    const [w, h] = $("webcam-size").value.split("x").map(Number);
+    try {
+      this.stream = await navigator.mediaDevices.getUserMedia({ video: { width: w, height: h }, audio: false });
+    } catch (err) {
+      showMessage(`no camera: ${err.message}`);
+      return;
+    }
+    clearMessage();
+    Object.assign(this.canvas, { width: w, height: h });
+    $("camera").srcObject = this.stream;
+    await $("camera").play().catch(() => {});
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    this.socket = new WebSocket(`${scheme}://${location.host}/ws/webcam`);
+    this.socket.binaryType = "arraybuffer";
+    this.socket.onopen = () => { this.sendSettings(); this.pump(); };
+    this.socket.onmessage = (event) => this.received(event.data);
+    this.socket.onclose = () => { if (this.stream) this.stop("the server closed the connection"); };
+    $("webcam-start").textContent = "Stop the camera";
+  },
+
+  stop(why) {
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) socket.close();
+    if (this.stream) this.stream.getTracks().forEach((t) => t.stop());
+    this.stream = null; this.inFlight = 0; this.shown = [];
+    $("webcam-start").textContent = "Start the camera";
+    $("webcam-status").textContent = why || "";
+  },
+
+  sendSettings() {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(settings()));
+  },
+
+  pump() {
+    while (this.socket && this.socket.readyState === WebSocket.OPEN && this.inFlight < 2) {
+      this.inFlight += 1;
+      this.canvas.getContext("2d").drawImage($("camera"), 0, 0, this.canvas.width, this.canvas.height);
+      this.canvas.toBlob((blob) => {
+        if (this.socket && blob) this.socket.send(blob); else this.inFlight -= 1;
+      }, "image/jpeg", 0.85);
+    }
+  },
+
+  received(data) {
+    if (typeof data === "string") {
+      const reply = JSON.parse(data);
+      if (reply.error) { showMessage(reply.error); this.inFlight = Math.max(0, this.inFlight - 1); setTimeout(() => this.pump(), 200); }
+      else { clearMessage(); $("webcam-status").textContent = `stylizing on the server (${reply.engine})`; }
+      return;
+    }
+    this.inFlight -= 1;
+    const micros = new DataView(data).getUint32(0, true);
+    URL.revokeObjectURL($("webcam-output").src);
+    $("webcam-output").src = URL.createObjectURL(new Blob([data.slice(4)], { type: "image/jpeg" }));
+    const now = performance.now();
+    this.shown.push(now);
+    while (this.shown.length && this.shown[0] < now - 2000) this.shown.shift();
+    if (this.shown.length > 1) {
+      $("fps").textContent = ((this.shown.length - 1) * 1000 / (now - this.shown[0])).toFixed(1);
+    }
+    $("server-ms").textContent = (micros / 1000).toFixed(0);
+    this.pump();
+  },
+};
+
+$("webcam-start").addEventListener("click", () => (webcam.stream ? webcam.stop() : webcam.start()));
+$("webcam-size").addEventListener("change", () => { if (webcam.stream) { webcam.stop(); webcam.start(); } });
+
+// ---- video mode ------------------------------------------------------------------------------------
+$("video-input").addEventListener("change", async () => {
+  const file = $("video-input").files[0];
+  if (!file) return;
+  $("video-download").hidden = true;
+  $("video-result").hidden = true;
+  $("video-status").textContent = `uploading ${file.name}…`;
+  const response = await fetch("/api/videos", { method: "POST", body: formWith({ video: file, size: "full" }) });
+  $("video-input").value = "";
+  if (!response.ok) { showMessage(await errorOf(response)); $("video-status").textContent = ""; return; }
+  clearMessage();
+  const job = await response.json();
+  $("video-progress").hidden = false;
+  $("video-progress").value = 0;
+  pollVideo(job.id, job.result, file.name);
+});
+
+async function pollVideo(id, result, name) {
+  const response = await fetch(`/api/videos/${id}`);
+  if (!response.ok) { showMessage(await errorOf(response)); return; }
+  const job = await response.json();
+  if (job.state === "error") {
+    $("video-progress").hidden = true;
+    $("video-status").textContent = "";
+    showMessage(job.error);
+    return;
+  }
+  if (job.state === "done") {
+    $("video-progress").value = 1;
+    $("video-status").textContent = `${name}: ${job.frames} frames stylized`;
+    $("video-result").src = result;
+    $("video-result").hidden = false;
+    Object.assign($("video-download"), { href: result, hidden: false });
+    return;
+  }
+  $("video-progress").value = job.total ? job.frames / job.total : 0;
+  $("video-status").textContent = job.state === "queued" ? "waiting for the clip before it…"
+    : `frame ${job.frames}${job.total ? ` of ${job.total}` : ""}`;
+  setTimeout(() => pollVideo(id, result, name), 400);
+}
+
+// ---- tabs ------------------------------------------------------------------------------------------
+for (const tab of document.querySelectorAll("nav button")) {
+  tab.addEventListener("click", () => {
+    for (const other of document.querySelectorAll("nav button")) other.setAttribute("aria-selected", other === tab);
+    for (const section of document.querySelectorAll(".mode")) section.hidden = section.id !== `mode-${tab.dataset.mode}`;
+    if (tab.dataset.mode !== "webcam" && webcam.stream) webcam.stop();
+  });
+}
+
+loadModels();
