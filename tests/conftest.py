@@ -5,34 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
-from PIL import Image
+
+from samples import make_image  # noqa: F401  (re-exported: tests import it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
 SHARED = ROOT.parent / "shared" / "assets"
-
-
-def make_image(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0, mode: str = "RGB") -> Path:
-    """A deterministic picture with smooth gradients and a few blocks, saved by extension."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w]
-    arr = np.stack([xx / max(w - 1, 1), yy / max(h - 1, 1), 0.5 + 0.5 * np.sin(xx / 5 + seed)], -1)
-    for _ in range(3):
-        x0, y0 = rng.integers(0, w // 2), rng.integers(0, h // 2)
-        arr[y0:y0 + h // 3, x0:x0 + w // 3] = rng.random(3)
-    img = Image.fromarray((arr * 255).astype(np.uint8), "RGB")
-    if mode != "RGB":
-        img = img.convert(mode)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from PIL import Image
 
 pytest.importorskip("starlette", reason="the web app needs the [app] extra: pip install -e '.[app]'")
 
-from conftest import make_image  # noqa: E402
 from live_app import STYLES, LiveApp, make_clip, request, small_model  # noqa: E402
+from samples import make_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,159 @@
+"""The page as a person uses it, in headless Chromium: photo, style switching, webcam, video, bad input."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from live_app import make_clip
+from samples import make_image
+
+# Mean absolute difference (0-255) between two <img> elements of one size, drawn onto canvases.
+DIFFERENCE = """([a, b]) => {
+  const pixels = (img) => {
+    const c = Object.assign(document.createElement('canvas'), {width: img.naturalWidth, height: img.naturalHeight});
+    const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+    return ctx.getImageData(0, 0, c.width, c.height).data;
+  };
+  const p = pixels(document.querySelector(a)), q = pixels(document.querySelector(b));
+  let sum = 0; for (let i = 0; i < p.length; i++) sum += Math.abs(p[i] - q[i]);
+  return sum / p.length;
+}"""
+SNAPSHOT = """(sel) => {
+  const img = document.querySelector(sel);
+  const c = Object.assign(document.createElement('canvas'), {width: img.naturalWidth, height: img.naturalHeight});
+  c.getContext('2d').drawImage(img, 0, 0);
+  return c.toDataURL('image/png');
+}"""
+
+
+def stylized(page, previous: str | None = None) -> str:
+    """Wait for a new preview; its status line."""
+    page.wait_for_function("([prev]) => { const s = document.querySelector('#photo-status').textContent;"
+                           " return s.includes('px: stylized') && s !== prev; }", arg=[previous or ""])
+    return page.text_content("#photo-status")
+
+
+def test_a_photo_is_stylized_beside_the_original_and_downloads_at_full_size(page, tmp_path: Path) -> None:
+    page.select_option("#model", "tiny")
+    page.set_input_files("#photo-input", str(make_image(tmp_path / "street.png", (64, 48))))
+    status = stylized(page)
+    assert status.startswith("64 × 48 px: stylized in")
+    size = page.evaluate("[document.querySelector('#result').naturalWidth, document.querySelector('#result')"
+                         ".naturalHeight]")
+    assert size == [64, 48]
+    assert page.evaluate(DIFFERENCE, ["#original", "#result"]) > 10
+    with page.expect_download() as download:
+        page.click("#download")
+    assert download.value.suggested_filename == "street_tiny.png"
+    saved = tmp_path / "saved.png"
+    download.value.save_as(saved)
+    assert Image.open(saved).size == (64, 48)
+
+
+def test_switching_styles_and_blending_them_changes_the_result(page, tmp_path: Path) -> None:
+    page.select_option("#model", "trio")
+    page.wait_for_selector("#styles:not([hidden])")
+    assert page.eval_on_selector_all("#style-sliders input[type=range]", "els => els.map(e => e.dataset.style)") \
+        == ["ink", "fire", "moss"]
+    page.set_input_files("#photo-input", str(make_image(tmp_path / "p.png", (64, 48))))
+    status = stylized(page)
+    ink = page.evaluate(SNAPSHOT, "#result")
+    page.click("button[data-solo=fire]")
+    status = stylized(page, status)
+    fire = page.evaluate(SNAPSHOT, "#result")
+    assert fire != ink
+    page.fill("#style-sliders input[data-style=ink]", "100")  # fire 100 + ink 100: a half-half blend
+    stylized(page, status)
+    assert page.evaluate(SNAPSHOT, "#result") not in (ink, fire)
+    for name in ("ink", "fire"):
+        page.fill(f"#style-sliders input[data-style={name}]", "0")
+    page.wait_for_selector("#message:not([hidden])")
+    assert page.text_content("#message") == "style weights must not all be zero"
+
+
+def test_webcam_frames_are_stylized_live_and_the_style_switches_while_running(page) -> None:
+    page.select_option("#model", "trio")
+    page.click("#tab-webcam")
+    page.click("#webcam-start")
+    page.wait_for_function("parseFloat(document.querySelector('#fps').textContent) > 0", timeout=30_000)
+    assert page.evaluate("document.querySelector('#webcam-output').naturalWidth") == 320
+    assert float(page.text_content("#server-ms")) > 0
+    before = page.evaluate(SNAPSHOT, "#webcam-output")
+    page.click("button[data-solo=moss]")
+    page.wait_for_function("([prev]) => { const img = document.querySelector('#webcam-output');"
+                           " const c = Object.assign(document.createElement('canvas'), {width: img.naturalWidth,"
+                           " height: img.naturalHeight}); c.getContext('2d').drawImage(img, 0, 0);"
+                           " return c.toDataURL('image/png') !== prev; }", arg=[before])
+    page.wait_for_timeout(2500)  # frames keep coming for a few seconds after the switch
+    fps = float(page.text_content("#fps"))
+    assert fps > 0, "the frame rate read-out should stay positive"
+    assert page.is_hidden("#message")
+    page.click("#webcam-start")  # stop
+    assert page.text_content("#webcam-start") == "Start the camera"
+
+
+def test_a_clip_is_uploaded_stylized_with_progress_and_downloaded(page, tmp_path: Path) -> None:
+    page.select_option("#model", "tiny")
+    page.click("#tab-video")
+    page.set_input_files("#video-input", str(make_clip(tmp_path / "walk.mp4", frames=12)))
+    page.wait_for_selector("#video-download:not([hidden])", timeout=60_000)
+    assert page.text_content("#video-status") == "walk.mp4: 12 frames stylized"
+    assert page.evaluate("document.querySelector('#video-progress').value") == 1
+    with page.expect_download() as download:
+        page.click("#video-download")
+    assert download.value.suggested_filename == "walk_tiny.mp4"
+    saved = tmp_path / "out.mp4"
+    download.value.save_as(saved)
+    with av.open(str(saved)) as clip:
+        assert clip.streams.audio, "the audio was dropped"
+        frames = [f.to_ndarray(format="rgb24") for f in clip.decode(video=0)]
+    assert len(frames) == 12 and frames[0].shape == (48, 64, 3)
+
+
+def test_bad_input_shows_a_message_and_the_page_keeps_working(page, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a photo")
+    page.select_option("#model", "tiny")
+    page.set_input_files("#photo-input", str(tmp_path / "notes.txt"))
+    page.wait_for_selector("#message:not([hidden])")
+    assert page.text_content("#message") == "notes.txt is not an image Pillow can read"
+
+    Image.new("1", (12000, 11000)).save(tmp_path / "huge.png")
+    page.set_input_files("#photo-input", str(tmp_path / "huge.png"))
+    page.wait_for_function("document.querySelector('#message').textContent.includes('132 Mpx')")
+
+    (tmp_path / "broken.safetensors").write_bytes(b"\x00" * 64)
+    page.set_input_files("#model-input", str(tmp_path / "broken.safetensors"))
+    page.wait_for_function("document.querySelector('#message').textContent"
+                           ".startsWith('broken.safetensors is not a readable .safetensors model')")
+
+    with av.open(str(tmp_path / "sound.mp4"), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 4096), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    page.click("#tab-video")
+    page.set_input_files("#video-input", str(tmp_path / "sound.mp4"))
+    page.wait_for_function("document.querySelector('#message').textContent === 'sound.mp4 has no video stream'")
+
+    page.click("#tab-photo")
+    page.set_input_files("#photo-input", str(make_image(tmp_path / "fine.jpg", (40, 32))))
+    assert stylized(page).startswith("40 × 32 px")
+    assert page.is_hidden("#message")
+
+
+def test_an_uploaded_model_is_offered_and_used(page, live, tmp_path: Path) -> None:
+    from live_app import small_model
+
+    page.set_input_files("#model-input", str(small_model(tmp_path / "mine.safetensors", seed=5)))
+    page.wait_for_function("document.querySelector('#model').value === 'mine'")
+    assert "uploaded" in page.text_content("#model option[value=mine]")
+    page.set_input_files("#photo-input", str(make_image(tmp_path / "p.png", (48, 40))))
+    assert stylized(page).startswith("48 × 40 px")
+    body = io.BytesIO()
+    assert body is not None
