@@ -196,7 +196,32 @@ def test_webcam_frames_come_back_stylized(app: LiveApp, tmp_path: Path) -> None:
             assert outputs[style].shape == (60, 80, 3)
         assert np.abs(outputs["ink"] - outputs["moss"]).mean() > 5
         ws.send(b"garbage")
-        assert "not an image" in json.loads(ws.recv(timeout=30))["error"]
+        reply = json.loads(ws.recv(timeout=30))
+        assert "not an image" in reply["error"] and reply["frame"]
+
+
+def test_webcam_frames_in_flight_come_back_in_order(app: LiveApp, tmp_path: Path) -> None:
+    """The page keeps three frames in flight and the server stylizes two at once: replies must still
+    come back in the order the frames were sent, or the video would jitter."""
+    from websockets.sync.client import connect
+
+    frames = []
+    for seed in range(5):
+        buffer = io.BytesIO()
+        Image.open(make_image(tmp_path / f"f{seed}.png", (96, 72), seed=seed)).save(buffer, format="JPEG")
+        frames.append(buffer.getvalue())
+    with connect(app.url.replace("http", "ws") + "/ws/webcam") as ws:
+        ws.send(json.dumps({"model": "tiny"}))
+        assert json.loads(ws.recv(timeout=30))["ok"]
+        alone = []
+        for frame in frames:
+            ws.send(frame)
+            alone.append(pixels(ws.recv(timeout=30)[4:]))
+        for frame in frames:
+            ws.send(frame)
+        together = [pixels(ws.recv(timeout=30)[4:]) for _ in frames]
+    for i, (a, b) in enumerate(zip(alone, together, strict=True)):
+        assert np.abs(a - b).mean() < 1, f"reply {i} is not frame {i}'s"
 
 
 def start_app(args: list[str], env: dict, cwd: Path) -> tuple[subprocess.Popen, str]:

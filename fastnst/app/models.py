@@ -13,6 +13,7 @@ from fastnst.core.modelfile import load_network, read_metadata, starter_models
 from fastnst.inference.stylizer import Stylizer
 
 MODEL_SUFFIXES = (".safetensors", ".ckpt")
+LIVE_STREAMS = 2  # webcam frames in flight (the page keeps two)
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Entry:
     starter: bool
     uploaded: bool = False
     stylizer: Stylizer | None = field(default=None, repr=False)
+    live: Stylizer | None = field(default=None, repr=False)
 
 
 class ModelBook:
@@ -60,14 +62,21 @@ class ModelBook:
                 "description": meta.description, "starter": entry.starter, "uploaded": entry.uploaded,
                 "network": meta.network, "steps": meta.steps}
 
-    def stylizer(self, model_id: str) -> Stylizer:
+    def stylizer(self, model_id: str, live: bool = False) -> Stylizer:
+        """The model ready to stylize. ``live``: a second copy for the webcam, which runs LIVE_STREAMS
+        frames at once on OpenVINO (fewer threads each: a browser on the same cores stalls them less)."""
         entry = self._entry(model_id)
         with self._lock:  # two requests for a model not yet loaded load it once
-            if entry.stylizer is None:
+            if (entry.live if live else entry.stylizer) is None:
                 network, meta = load_network(entry.path)
                 cache = self.workdir / "openvino" if entry.uploaded else None
-                entry.stylizer = Stylizer(network, meta, self.device, engine=self.engine, engine_cache=cache)
-            return entry.stylizer
+                stylizer = Stylizer(network, meta, self.device, engine=self.engine, engine_cache=cache,
+                                    streams=LIVE_STREAMS if live else 1)
+                if live:
+                    entry.live = stylizer
+                else:
+                    entry.stylizer = stylizer
+            return entry.live if live else entry.stylizer
 
     def upload(self, filename: str, data: bytes) -> str:
         """Keep an uploaded model file in the work folder, if it is a fastnst stylizer; its id."""

@@ -3,7 +3,8 @@
     GET  /api/models                 the models and their styles
     POST /api/models                 add an uploaded model file (form field ``model``)
     POST /api/stylize                a photo (``image``) -> the stylized image; ``size=full`` for a download
-    WS   /ws/webcam                  JSON settings, then JPEG frames in -> [uint32 server µs][JPEG] out
+    WS   /ws/webcam                  JSON settings, then JPEG frames in -> [uint32 server µs][JPEG] out,
+                                     in order; errors as {"error": "...", "frame": true if a frame's}
     POST /api/videos                 a clip (``video``) -> a job; GET /api/videos/ID its progress,
     GET  /api/videos/ID/result       and the stylized clip
 
@@ -42,7 +43,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from fastnst.app.jobs import VideoJobs
-from fastnst.app.models import ModelBook
+from fastnst.app.models import LIVE_STREAMS, ModelBook
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import MAX_IMAGE_PIXELS, decode_image
 from fastnst.inference.stylizer import StylizeOptions
@@ -117,6 +118,8 @@ def create_app(book: ModelBook, workdir: Path) -> Starlette:
     async def webcam(ws: WebSocket) -> None:
         await ws.accept()
         chosen = None
+        frames: asyncio.Queue = asyncio.Queue(maxsize=2 * LIVE_STREAMS)  # tasks, replied to in arrival order
+        replies = asyncio.create_task(send_in_order(ws, frames))
         try:
             while True:
                 message = await ws.receive()
@@ -125,19 +128,22 @@ def create_app(book: ModelBook, workdir: Path) -> Starlette:
                 try:
                     if message.get("text") is not None:
                         chosen = settings({**json.loads(message["text"]), "size": "full"})
-                        stylizer = await run_in_threadpool(book.stylizer, chosen.model)
+                        stylizer = await run_in_threadpool(book.stylizer, chosen.model, True)
                         stylizer.style_weights(chosen.options.style)  # a bad style is refused now, once
                         await ws.send_json({"ok": True, "engine": stylizer.engine})
                     elif message.get("bytes") is not None:
                         if chosen is None:
                             raise FastNSTError("send the settings before the first frame")
-                        us, body = await run_in_threadpool(stylize_frame, book, chosen, message["bytes"])
-                        await ws.send_bytes(struct.pack("<I", us) + body)
+                        # Frames run concurrently (the live stylizer takes LIVE_STREAMS at once).
+                        await frames.put(asyncio.ensure_future(
+                            run_in_threadpool(stylize_frame, book, chosen, message["bytes"])))
                 except (FastNSTError, json.JSONDecodeError, AttributeError) as err:
                     text = str(err) if isinstance(err, FastNSTError) else "settings must be a JSON object"
-                    await ws.send_json({"error": text})
+                    await ws.send_json({"error": text, "frame": message.get("bytes") is not None})
         except WebSocketDisconnect:
             return
+        finally:
+            replies.cancel()
 
     async def submit_video(request: Request) -> JSONResponse:
         form = await read_form(request, MAX_VIDEO_BYTES)
@@ -234,11 +240,22 @@ def stylize_photo(book: ModelBook, chosen: Settings, data: bytes, filename: str)
     return buffer.getvalue(), Image.MIME[fmt], f"{Path(filename).stem}_{label}{ext}", ms, stylizer.engine
 
 
+async def send_in_order(ws: WebSocket, frames: asyncio.Queue) -> None:
+    """Each stylized webcam frame as [uint32 server µs][JPEG], or an error message, in arrival order."""
+    while True:
+        task = await frames.get()
+        try:
+            us, body = await task
+            await ws.send_bytes(struct.pack("<I", us) + body)
+        except FastNSTError as err:
+            await ws.send_json({"error": str(err), "frame": True})
+
+
 def stylize_frame(book: ModelBook, chosen: Settings, data: bytes) -> tuple[int, bytes]:
     """A webcam frame (JPEG bytes) -> (microseconds on the server, the stylized frame as JPEG)."""
     start = time.perf_counter()
     image = decode_image(data, "the webcam frame", WEBCAM_MAX_PIXELS)
-    result = book.stylizer(chosen.model).stylize(image, chosen.options)
+    result = book.stylizer(chosen.model, live=True).stylize(image, chosen.options)
     buffer = io.BytesIO()
     result.convert("RGB").save(buffer, format="JPEG", quality=85)
     return round((time.perf_counter() - start) * 1e6), buffer.getvalue()

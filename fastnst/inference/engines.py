@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 import threading
 import warnings
 from pathlib import Path
@@ -59,11 +60,13 @@ class _WithStats(torch.nn.Module):
 class OpenVINOEngine:
     """A TransformerNet compiled by OpenVINO for the CPU. ``precision``: ``fp32`` or ``bf16``
     (OpenVINO's inference precision hint: weights stay fp32 in the graph, compute runs in bf16).
-    ``cache``: the folder converted graphs are kept in (None: ``~/.cache/fastnst/openvino``). Calls
-    from several threads are serialised: a compiled model has one infer request."""
+    ``cache``: the folder converted graphs are kept in (None: ``~/.cache/fastnst/openvino``).
+    ``streams``: how many calls from different threads run at once (1: one at a time, each on every
+    core, the lowest latency; 2+: OpenVINO's throughput mode, a few cores per call, for a stream of
+    frames arriving while something else, such as a browser, uses the same cores)."""
 
     def __init__(self, network: TransformerNet, precision: str = "fp32", key: str | None = None,
-                 cache: Path | None = None) -> None:
+                 cache: Path | None = None, streams: int = 1) -> None:
         if not openvino_available():
             raise FastNSTError("the openvino engine is not installed (pip install openvino)", param="engine")
         if precision not in ("fp32", "bf16"):
@@ -73,24 +76,27 @@ class OpenVINOEngine:
         self.network, self.precision, self.version = network, precision, ov.__version__
         self.key = key or _weights_key(network)
         self.cache = cache or cache_dir() / "openvino"
+        self.streams = max(1, streams)
         self._compiled: dict[str, object] = {}
-        self._lock = threading.RLock()
+        self._requests: dict[str, queue.Queue] = {}  # per variant: the infer requests not in use
+        self._lock = threading.RLock()  # guards the two dicts
         self.compile("plain")  # fails here, once, if this model cannot run on OpenVINO
 
     def compile(self, variant: str) -> object:
         """The compiled graph of ``variant``, from the cache when an entry there passes the probe."""
-        if variant not in self._compiled:
-            path = self.cache / f"{self.key}-ov{self.version.split('-')[0]}-{variant}.xml"
-            compiled = None
-            if path.is_file():
-                try:
-                    compiled = self._checked(self._read(path), variant)
-                except Exception:  # a truncated, foreign or wrong entry: never trusted, rebuilt
-                    log.warning("rebuilding the OpenVINO cache entry %s", path.name)
-            if compiled is None:
-                compiled = self._checked(self._convert_and_save(variant, path), variant)
-            self._compiled[variant] = compiled
-        return self._compiled[variant]
+        with self._lock:  # two threads asking at once compile once
+            if variant not in self._compiled:
+                path = self.cache / f"{self.key}-ov{self.version.split('-')[0]}-{variant}.xml"
+                compiled = None
+                if path.is_file():
+                    try:
+                        compiled = self._checked(self._read(path), variant)
+                    except Exception:  # a truncated, foreign or wrong entry: never trusted, rebuilt
+                        log.warning("rebuilding the OpenVINO cache entry %s", path.name)
+                if compiled is None:
+                    compiled = self._checked(self._convert_and_save(variant, path), variant)
+                self._compiled[variant] = compiled
+            return self._compiled[variant]
 
     @staticmethod
     def _read(path: Path) -> object:
@@ -102,9 +108,11 @@ class OpenVINOEngine:
         """Compile ``model`` and compare it with PyTorch on a probe image; raises if they disagree."""
         import openvino as ov
 
-        hint = {"fp32": "f32", "bf16": "bf16"}[self.precision]
+        config = {"INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[self.precision]}
+        if self.streams > 1:
+            config |= {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams}
         try:
-            compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+            compiled = ov.Core().compile_model(model, "CPU", config)
         except RuntimeError as err:
             raise FastNSTError(f"OpenVINO cannot compile this model ({str(err).splitlines()[0][:160]})",
                                param="engine") from None
@@ -166,9 +174,20 @@ class OpenVINOEngine:
     def __call__(self, x: torch.Tensor, style: torch.Tensor | None = None,
                  stats: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
         """(N, 3, H, W) float -> (N, 3, H, W) float32; ``style`` (N, S); ``stats`` per norm layer."""
+        variant = "stats" if stats is not None else "plain"
         with self._lock:
-            compiled = self.compile("stats" if stats is not None else "plain")
-            return torch.from_numpy(compiled(self._inputs(x, style, stats))[0].copy())
+            if variant not in self._requests:
+                compiled = self.compile(variant)
+                self._requests[variant] = queue.Queue()
+                for _ in range(self.streams):
+                    self._requests[variant].put(compiled.create_infer_request())
+        pool = self._requests[variant]
+        request = pool.get()  # waits while `streams` calls are running
+        try:
+            request.infer(self._inputs(x, style, stats))  # OpenVINO releases the GIL while it runs
+            return torch.from_numpy(request.get_output_tensor(0).data.copy())
+        finally:
+            pool.put(request)
 
 
 def _weights_key(network: TransformerNet) -> str:

@@ -80,12 +80,13 @@ class Stylizer:
 
     def __init__(self, network: TransformerNet, metadata: ModelMeta | None = None,
                  device: str = "auto", precision: str = "auto", channels_last: bool = False,
-                 compile: bool = False, engine: str | None = None, engine_cache: Path | None = None) -> None:
+                 compile: bool = False, engine: str | None = None, engine_cache: Path | None = None,
+                 streams: int = 1) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
         # FASTNST_ENGINE sets the default for every entry point (the test suite runs PyTorch by it).
         self.openvino = self._openvino(network, engine or os.environ.get("FASTNST_ENGINE", "auto"),
-                                       compile or channels_last, engine_cache)
+                                       compile or channels_last, engine_cache, streams)
         if self.openvino is not None:
             self.dtype = torch.float32  # the PyTorch copy only measures tiling statistics and runs tiny images
         self.engine = f"openvino {self.openvino.precision}" if self.openvino else f"torch {str(self.dtype)[6:]}"
@@ -100,7 +101,7 @@ class Stylizer:
         self.style_names = self.metadata.style_names if network.num_styles > 1 else [self.style_name]
 
     def _openvino(self, network: TransformerNet, engine: str, torch_options: bool,
-                  cache: Path | None) -> OpenVINOEngine | None:
+                  cache: Path | None, streams: int) -> OpenVINOEngine | None:
         """The OpenVINO engine when ``engine`` asks for it (``auto``: on the CPU where it is installed and
         works, unless a PyTorch-only option is set); None for PyTorch."""
         if engine not in ENGINES:
@@ -117,7 +118,7 @@ class Stylizer:
         if engine == "auto" and not openvino_available():
             return None
         try:
-            return OpenVINOEngine(network.float(), precision, cache=cache)
+            return OpenVINOEngine(network.float(), precision, cache=cache, streams=streams)
         except FastNSTError as err:
             if engine == "openvino":
                 raise
