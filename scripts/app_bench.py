@@ -5,7 +5,8 @@
 1. webcam mode in headless Chromium, its fake camera playing a clip (``--clip``, default the fox video
    of ../shared/assets, else Chromium's own test pattern): stylized frames shown per second, counted in
    the page, and the server's time per frame;
-2. the same frames sent by a Python WebSocket client, two in flight (the server alone, no browser);
+2. the same frames sent by a Python WebSocket client, three in flight as the page keeps them (the server
+   alone, no browser);
 3. the stylizer alone on one frame (the ceiling);
 4. photo mode: a photo previewed at 1024 px, the time from upload to the image shown (median of 3).
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -105,8 +107,22 @@ def open_page(browser, url: str, viewport: tuple[int, int] = (1280, 860)):
     return page
 
 
-def browser_webcam(browser, url: str, model: str, camera: str, seconds: float) -> tuple[float, float]:
-    """(frames shown per second, median server ms per frame) over ``seconds``, after a warm-up."""
+def cpu_seconds(name: str) -> float:
+    """CPU time used so far by the processes whose command line holds ``name`` (Linux /proc)."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+        except OSError:  # the process ended meanwhile
+            continue
+    return total
+
+
+def browser_webcam(browser, url: str, model: str, camera: str, seconds: float) -> tuple[float, float, float, float]:
+    """(frames shown per second, median server ms per frame, cores used by Chromium, by this process)
+    over ``seconds``, after a warm-up."""
     page = open_page(browser, url)
     page.select_option("#model", model)
     page.click("#tab-webcam")
@@ -116,18 +132,21 @@ def browser_webcam(browser, url: str, model: str, camera: str, seconds: float) -
     page.wait_for_timeout(3000)
     page.evaluate(COUNT_FRAMES)
     server_ms = []
+    chromium, own, start = cpu_seconds("chromium"), sum(os.times()[:2]), time.monotonic()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         page.wait_for_timeout(500)
         server_ms.append(float(page.text_content("#server-ms")))
+    wall = time.monotonic() - start
+    chromium, own = (cpu_seconds("chromium") - chromium) / wall, (sum(os.times()[:2]) - own) / wall
     shown = page.evaluate("window.shownFrames")
     page.click("#webcam-start")
     page.context.close()
-    return (len(shown) - 1) * 1000 / (shown[-1] - shown[0]), statistics.median(server_ms)
+    return (len(shown) - 1) * 1000 / (shown[-1] - shown[0]), statistics.median(server_ms), chromium, own
 
 
 def socket_webcam(url: str, model: str, frames: list[bytes], seconds: float) -> tuple[float, float]:
-    """(frames per second, median server ms) for a Python client keeping two frames in flight."""
+    """(frames per second, median server ms) for a Python client keeping three frames in flight."""
     from websockets.sync.client import connect
 
     with connect(url.replace("http", "ws") + "/ws/webcam", max_size=None) as ws:
@@ -137,7 +156,7 @@ def socket_webcam(url: str, model: str, frames: list[bytes], seconds: float) -> 
         server_us, start = [], None
         end = time.monotonic() + seconds + 3
         while time.monotonic() < end:
-            while sent - received < 2:
+            while sent - received < 3:
                 ws.send(frames[sent % len(frames)])
                 sent += 1
             reply = ws.recv()
@@ -203,7 +222,7 @@ def main() -> int:
         engine = served.book.stylizer(model).engine
         browser = launch(playwright, camera)
         try:
-            page_fps, page_ms = browser_webcam(browser, served.url, model, args.camera, args.seconds)
+            page_fps, page_ms, chromium, own = browser_webcam(browser, served.url, model, args.camera, args.seconds)
             if not frames:
                 frames = [Image.new("RGB", size).tobytes()]
             socket_fps, socket_ms = socket_webcam(served.url, model, frames, args.seconds)
@@ -213,13 +232,15 @@ def main() -> int:
             browser.close()
             served.close()
     print(f"model {model} ({engine}), camera {args.camera}, {args.seconds:.0f} s per measurement")
-    print("| path | frames/s | server ms/frame | vs stylizer alone |")
+    print("| path | frames/s | server ms per frame (two at once) | vs stylizer alone |")
     print("|---|---|---|---|")
     ceiling = 1000 / alone_ms
     print(f"| webcam mode in Chromium (end to end) | {page_fps:.1f} | {page_ms:.0f} | {page_fps / ceiling:.2f}x |")
-    print(f"| WebSocket client, 2 frames in flight | {socket_fps:.1f} | {socket_ms:.0f} | "
+    print(f"| WebSocket client, 3 frames in flight | {socket_fps:.1f} | {socket_ms:.0f} | "
           f"{socket_fps / ceiling:.2f}x |")
-    print(f"| stylizer alone (Stylizer.stylize) | {ceiling:.1f} | {alone_ms:.0f} | 1.00x |")
+    print(f"| stylizer alone (Stylizer.stylize, one frame at a time) | {ceiling:.1f} | {alone_ms:.0f} | 1.00x |")
+    print(f"during the webcam run: Chromium used {chromium:.2f} cores, the server (and this script) {own:.2f}, "
+          f"of {os.cpu_count()}")
     if photo:
         print(f"photo mode, {photo[2]} preview: {photo[0]:.0f} ms from the request to the image shown "
               f"({photo[1]:.0f} ms stylizing on the server), median of 3")
