@@ -45,8 +45,8 @@ COUNT_FRAMES = """() => {
 
 
 def camera_file(clip: Path, size: tuple[int, int], folder: Path, seconds: float = 10) -> tuple[Path, list[bytes]]:
-    """The first ``seconds`` of ``clip`` at ``size`` as a Y4M file (what Chromium's fake camera plays, in
-    a loop), and the same frames as JPEG (what the page would send)."""
+    """The first ``seconds`` of ``clip``, cropped to the aspect of ``size`` and scaled to it, as a Y4M file
+    (what Chromium's fake camera plays, in a loop), and the same frames as JPEG (what the page sends)."""
     w, h = size
     path, jpegs = folder / "camera.y4m", []
     with av.open(str(clip)) as src, open(path, "wb") as out:
@@ -56,13 +56,17 @@ def camera_file(clip: Path, size: tuple[int, int], folder: Path, seconds: float 
         for i, frame in enumerate(src.decode(stream)):
             if i >= seconds * float(rate):
                 break
-            small = frame.reformat(width=w, height=h, format="yuv420p")
+            image = frame.to_image()
+            crop_w, crop_h = min(image.width, image.height * w // h), min(image.height, image.width * h // w)
+            left, top = (image.width - crop_w) // 2, (image.height - crop_h) // 2
+            image = image.crop((left, top, left + crop_w, top + crop_h)).resize(size, Image.Resampling.BILINEAR)
+            small = av.VideoFrame.from_image(image).reformat(format="yuv420p")
             out.write(b"FRAME\n")
             for plane, (pw, ph) in zip(small.planes, [(w, h), (w // 2, h // 2), (w // 2, h // 2)], strict=True):
                 rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:ph, :pw]
                 out.write(rows.tobytes())
             buffer = io.BytesIO()
-            small.to_image().save(buffer, format="JPEG", quality=85)
+            image.save(buffer, format="JPEG", quality=85)
             jpegs.append(buffer.getvalue())
     return path, jpegs
 

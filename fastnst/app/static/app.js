@@ -34,7 +34,8 @@ function chooseModel(id) {
   $("model").value = id;
   const m = models.get(id);
   const net = m.network && m.network.channels ? `${m.network.channels}-channel network` : "";
-  $("model-info").textContent = [m.description, net, m.steps ? `${m.steps} steps` : ""].filter(Boolean).join(" · ");
+  $("model-info").textContent = [net, m.steps ? `${m.steps} steps` : "", m.description].filter(Boolean).join(" · ");
+  $("model-info").title = m.description || "";
   weights.clear();
   m.styles.forEach((s, i) => weights.set(s, i === 0 ? 100 : 0));
   renderSliders(m.styles);
