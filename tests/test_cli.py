@@ -301,3 +301,13 @@ def test_big_jpegs_decode_at_a_reduced_scale_when_max_size_asks(tmp_path: Path) 
     assert open_image(path).size == (2000, 1500)
     small = open_image(path, long_side=200)
     assert small.size == (500, 375)  # 1/4: the smallest JPEG scale that still covers 200 px
+
+
+def test_app_without_the_extra_says_what_to_install(tmp_path: Path) -> None:
+    # A core install has no web server: `fastnst app` names the extra instead of a traceback.
+    code = ("import sys; sys.modules['starlette'] = None; from fastnst.inference.cli import main; "
+            "sys.exit(main(['app']))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: the web app needs the [app] extra: pip install 'fastnst[app]' " \
+                                  "(starlette is missing)"

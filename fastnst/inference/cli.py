@@ -198,7 +198,8 @@ def cmd_app(args: argparse.Namespace) -> int:
     try:
         from fastnst.app.server import serve
     except ImportError as err:  # the core install leaves the web server out
-        raise FastNSTError(f"the web app needs the [app] extra: pip install 'fastnst[app]' ({err.name} is "
+        missing = (err.name or "a package").split(".")[0]
+        raise FastNSTError(f"the web app needs the [app] extra: pip install 'fastnst[app]' ({missing} is "
                            "missing)") from None
     if not 0 <= args.port <= 65535:
         raise FastNSTError(f"port must be from 0 to 65535, got {args.port}", param="port")
