@@ -1,15 +1,75 @@
-"""The page as a person uses it, in headless Chromium: photo, style switching, webcam, video, bad input."""
+"""The page as a person uses it, in headless Chromium: photo, style switching, webcam, video, bad input.
+Chromium is the system's (Debian: apt-get install chromium), driven by Playwright, with a fake camera;
+skipped, with the reason, where Playwright, the web app's extra or Chromium is missing."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 from PIL import Image
 
-from live_app import make_clip
+from live_app import LiveApp, make_clip, small_model
 from samples import make_image
+
+CHROMIUM = os.environ.get("FASTNST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+# The flags a root CI container needs, the fake camera, and no calls home (the network is closed).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
+def missing() -> str | None:
+    """Why these tests cannot run here, or None."""
+    try:
+        import playwright.sync_api  # noqa: F401
+        import starlette  # noqa: F401
+    except ImportError as err:
+        return f"browser tests need {err.name.split('.')[0]}: pip install -e '.[dev]'"
+    if CHROMIUM is None:
+        return "browser tests need Chromium (Debian: apt-get install chromium), or FASTNST_CHROMIUM=path"
+    return None
+
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(missing() is not None, reason=missing() or "")]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> LiveApp:
+    root = tmp_path_factory.mktemp("browser-app")
+    models = [small_model(root / "models" / "tiny.safetensors"),
+              small_model(root / "models" / "trio.safetensors", styles=3, seed=2)]
+    with LiveApp(models, root / "work") as app:
+        yield app
+
+
+@pytest.fixture
+def page(browser, live: LiveApp):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 860})
+    context.grant_permissions(["camera"], origin=live.url)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(live.url + "/")
+    page.wait_for_function("document.querySelectorAll('#model option').length >= 2")
+    yield page
+    context.close()
+    assert errors == [], f"the page threw: {errors}"
+
 
 # Mean absolute difference (0-255) between two <img> elements of one size, drawn onto canvases.
 DIFFERENCE = """([a, b]) => {
@@ -168,9 +228,7 @@ def test_bad_input_shows_a_message_and_the_page_keeps_working(page, tmp_path: Pa
     assert page.is_hidden("#message")
 
 
-def test_an_uploaded_model_is_offered_and_used(page, live, tmp_path: Path) -> None:
-    from live_app import small_model
-
+def test_an_uploaded_model_is_offered_and_used(page, tmp_path: Path) -> None:
     page.set_input_files("#model-input", str(small_model(tmp_path / "mine.safetensors", seed=5)))
     page.wait_for_function("document.querySelector('#model').value === 'mine'")
     assert "uploaded" in page.text_content("#model option[value=mine]")
