@@ -97,7 +97,9 @@ def previews(page) -> int:
 
 def stylized(page, before: int) -> str:
     """Wait until the page has shown more than ``before`` previews; the status line."""
-    page.wait_for_function("([n]) => +(document.querySelector('#result').dataset.previews || 0) > n", arg=[before])
+    page.wait_for_function("([n]) => +(document.querySelector('#result').dataset.previews || 0) > n"
+                           " && !document.querySelector('#photo-status').textContent.startsWith('stylizing')",
+                           arg=[before])
     return page.text_content("#photo-status")
 
 

@@ -114,6 +114,7 @@ let photoRequest = null; // AbortController of the preview in flight
 
 function setPhoto(file) {
   if (!file) return;
+  clearTimeout(changeTimer);  // a control moved just before: this preview includes it
   photo = file;
   clearMessage();
   URL.revokeObjectURL($("original").src);
