@@ -248,10 +248,20 @@ def test_the_command_serves_and_leaves_nothing_behind(tmp_path: Path) -> None:
         assert status == 200
         assert request(url + "/")[1].startswith(b"<!doctype html>")
         assert list(temp.iterdir()), "the app's work folder should be in TMPDIR while it runs"
+        # Ctrl+C while a clip is being stylized: the clip is abandoned, its partial output removed.
+        clip = make_clip(tmp_path / "long.mp4", frames=400, size=(160, 120), audio=False).read_bytes()
+        status, body, _ = request(url + "/api/videos", {"model": "tiny"}, {"video": ("long.mp4", clip)})
+        job = json.loads(body)["id"]
+        deadline = time.monotonic() + 60
+        while (progress := json.loads(request(f"{url}/api/videos/{job}")[1]))["frames"] == 0:
+            assert time.monotonic() < deadline, progress
+            time.sleep(0.05)
+        assert progress["state"] == "running" and progress["frames"] < 400
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
     assert list(temp.iterdir()) == [] and list(cwd.iterdir()) == []
+    assert process.stdout.read().strip() == "fastnst app: stopped"
 
 
 @pytest.mark.parametrize(("args", "message"), [
