@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("starlette", reason="the web app needs the [app] extra: pip install -e '.[app]'")
@@ -114,7 +115,6 @@ def test_bad_photos_get_a_message_and_the_server_keeps_serving(app: LiveApp, tmp
 
 
 def test_model_uploads_are_checked_and_then_offered(app: LiveApp, tmp_path: Path) -> None:
-    import torch
     from safetensors.torch import save_file
 
     status, data = app.json("/api/models", {}, {"model": ("notes.txt", b"hello")})
@@ -267,6 +267,8 @@ def test_the_command_serves_and_leaves_nothing_behind(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--models", "missing.safetensors"], "error: missing.safetensors: no such model file or folder (--models)"),
     (["--port", "70000"], "error: port must be from 0 to 65535, got 70000 (--port)"),
+    *([(["--device", "cuda"], "error: device cuda: no CUDA GPU is available here; use cpu (--device)")]
+      if not torch.cuda.is_available() else []),
 ])
 def test_the_command_refuses_bad_arguments_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     done = subprocess.run([sys.executable, "-m", "fastnst.inference.cli", "app", *args], cwd=tmp_path,

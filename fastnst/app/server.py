@@ -44,8 +44,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from fastnst.app.jobs import VideoJobs
 from fastnst.app.models import LIVE_STREAMS, ModelBook
+from fastnst.core.device import resolve_device
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import MAX_IMAGE_PIXELS, decode_image
+from fastnst.inference.engines import openvino_available
 from fastnst.inference.stylizer import StylizeOptions
 
 log = logging.getLogger(__name__)
@@ -295,6 +297,9 @@ def serve(models: list[Path], host: str = "127.0.0.1", port: int = 8000, device:
         (workdir / "spool").mkdir()
         tempfile.tempdir = str(workdir / "spool")  # where Starlette spools large uploads
         try:
+            resolve_device(device)  # an unavailable device or engine fails the start, not the first photo
+            if engine == "openvino" and not openvino_available():
+                raise FastNSTError("the openvino engine is not installed (pip install openvino)", param="engine")
             book = ModelBook(models, workdir, device, engine)
             default_model(book)
             sock = listen(host, port)
