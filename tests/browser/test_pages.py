@@ -236,3 +236,13 @@ def test_an_uploaded_model_is_offered_and_used(page, tmp_path: Path) -> None:
     assert "uploaded" in page.text_content("#model option[value=mine]")
     page.set_input_files("#photo-input", str(make_image(tmp_path / "p.png", (48, 40))))
     assert stylized(page, 0).startswith("48 × 40 px")
+
+
+def test_a_tiff_the_browser_cannot_show_is_previewed_by_the_server(page, tmp_path: Path) -> None:
+    # Chromium does not decode TIFF: the original is shown from the server's copy at strength 0.
+    page.select_option("#model", "tiny")
+    page.set_input_files("#photo-input", str(make_image(tmp_path / "scan.tif", (56, 40))))
+    stylized(page, 0)
+    page.wait_for_function("document.querySelector('#original').naturalWidth === 56")
+    assert page.get_attribute("#original", "data-fallback") == "scan.tif"
+    assert page.evaluate(DIFFERENCE, ["#original", "#result"]) > 10
