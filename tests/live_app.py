@@ -41,6 +41,11 @@ def small_model(path: Path, styles: int = 1, seed: int = 1) -> Path:
     return save_stylizer(net, path, meta)
 
 
+def app_models(folder: Path) -> list[Path]:
+    """The two models the app tests offer: ``tiny`` (one style) and ``trio`` (``STYLES``)."""
+    return [small_model(folder / "tiny.safetensors"), small_model(folder / "trio.safetensors", styles=3, seed=2)]
+
+
 def make_clip(path: Path, frames: int = 12, size: tuple[int, int] = (64, 48), audio: bool = True) -> Path:
     """A short MP4 (H.264 + AAC) of moving gradients."""
     w, h = size

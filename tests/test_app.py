@@ -20,16 +20,14 @@ from PIL import Image
 
 pytest.importorskip("starlette", reason="the web app needs the [app] extra: pip install -e '.[app]'")
 
-from live_app import STYLES, LiveApp, make_clip, request, small_model  # noqa: E402
+from live_app import STYLES, LiveApp, app_models, make_clip, request, small_model  # noqa: E402
 from samples import make_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory) -> LiveApp:
     root = tmp_path_factory.mktemp("app")
-    models = [small_model(root / "models" / "tiny.safetensors"),
-              small_model(root / "models" / "trio.safetensors", styles=3, seed=2)]
-    with LiveApp(models, root / "work") as live:
+    with LiveApp(app_models(root / "models"), root / "work") as live:
         yield live
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from live_app import LiveApp, make_clip, small_model
+from live_app import LiveApp, app_models, make_clip, small_model
 from samples import make_image
 
 CHROMIUM = os.environ.get("FASTNST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -51,9 +51,7 @@ def browser():
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> LiveApp:
     root = tmp_path_factory.mktemp("browser-app")
-    models = [small_model(root / "models" / "tiny.safetensors"),
-              small_model(root / "models" / "trio.safetensors", styles=3, seed=2)]
-    with LiveApp(models, root / "work") as app:
+    with LiveApp(app_models(root / "models"), root / "work") as app:
         yield app
 
 
