@@ -193,6 +193,11 @@ def test_webcam_frames_come_back_stylized(app: LiveApp, tmp_path: Path) -> None:
             outputs[style] = pixels(reply[4:])
             assert outputs[style].shape == (60, 80, 3)
         assert np.abs(outputs["ink"] - outputs["moss"]).mean() > 5
+        ws.send(json.dumps({"model": "trio", "style": "nope"}))  # refused: frames stay on moss
+        reply = json.loads(ws.recv(timeout=30))
+        assert "nope" in reply["error"] and not reply["frame"]
+        ws.send(frame.getvalue())
+        assert np.abs(pixels(ws.recv(timeout=30)[4:]) - outputs["moss"]).mean() < 1
         ws.send(b"garbage")
         reply = json.loads(ws.recv(timeout=30))
         assert "not an image" in reply["error"] and reply["frame"]

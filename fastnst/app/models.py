@@ -13,7 +13,7 @@ from fastnst.core.modelfile import load_network, read_metadata, starter_models
 from fastnst.inference.stylizer import Stylizer
 
 MODEL_SUFFIXES = (".safetensors", ".ckpt")
-LIVE_STREAMS = 2  # webcam frames in flight (the page keeps two)
+LIVE_STREAMS = 2  # webcam frames stylized at once (the page keeps three in flight)
 
 
 @dataclass

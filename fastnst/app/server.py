@@ -129,9 +129,10 @@ def create_app(book: ModelBook, workdir: Path) -> Starlette:
                     return
                 try:
                     if message.get("text") is not None:
-                        chosen = settings({**json.loads(message["text"]), "size": "full"})
-                        stylizer = await run_in_threadpool(book.stylizer, chosen.model, True)
-                        stylizer.style_weights(chosen.options.style)  # a bad style is refused now, once
+                        wanted = settings({**json.loads(message["text"]), "size": "full"})
+                        stylizer = await run_in_threadpool(book.stylizer, wanted.model, True)
+                        stylizer.style_weights(wanted.options.style)  # a bad style is refused now, once
+                        chosen = wanted  # refused settings leave the frames on the last good ones
                         await ws.send_json({"ok": True, "engine": stylizer.engine})
                     elif message.get("bytes") is not None:
                         if chosen is None:
