@@ -234,9 +234,12 @@ def stylize_photo(book: ModelBook, chosen: Settings, data: bytes, filename: str)
     full = chosen.options.max_size is None
     # Previews as JPEG (fast to encode and send); downloads keep the photo's format where it is lossy
     # anyway, PNG otherwise; alpha forces PNG.
-    fmt = image.format if full and image.format in ("JPEG", "WEBP") else "JPEG" if not full else "PNG"
     if result.mode == "RGBA":
         fmt = "PNG"
+    elif not full:
+        fmt = "JPEG"
+    else:
+        fmt = image.format if image.format in ("JPEG", "WEBP") else "PNG"
     buffer = io.BytesIO()
     result.save(buffer, format=fmt, **({"quality": 95 if full else PREVIEW_QUALITY} if fmt != "PNG" else {}))
     ext = {"JPEG": ".jpg", "WEBP": ".webp", "PNG": ".png"}[fmt]
@@ -249,9 +252,15 @@ async def send_in_order(ws: WebSocket, frames: asyncio.Queue) -> None:
         task = await frames.get()
         try:
             us, body = await task
-            await ws.send_bytes(struct.pack("<I", us) + body)
         except FastNSTError as err:
             await ws.send_json({"error": str(err), "frame": True})
+            continue
+        except Exception as err:  # a bug: logged, and the page keeps its count of frames in flight right
+            log.error("a webcam frame failed", exc_info=err)
+            await ws.send_json({"error": f"internal error ({err.__class__.__name__}); see the server's log",
+                                "frame": True})
+            continue
+        await ws.send_bytes(struct.pack("<I", us) + body)
 
 
 def stylize_frame(book: ModelBook, chosen: Settings, data: bytes) -> tuple[int, bytes]:
