@@ -4,6 +4,7 @@ skipped, with the reason, where Playwright, the web app's extra or Chromium is m
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 from pathlib import Path
@@ -244,3 +245,22 @@ def test_a_tiff_the_browser_cannot_show_is_previewed_by_the_server(page, tmp_pat
     page.wait_for_function("document.querySelector('#original').naturalWidth === 56")
     assert page.get_attribute("#original", "data-fallback") == "scan.tif"
     assert page.evaluate(DIFFERENCE, ["#original", "#result"]) > 10
+
+
+DROP_OR_PASTE = """async ([how, name, b64]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const data = new DataTransfer();
+  data.items.add(new File([bytes], name, {type: 'image/png'}));
+  const event = how === 'drop' ? new DragEvent('drop', {dataTransfer: data, bubbles: true})
+                               : new ClipboardEvent('paste', {clipboardData: data, bubbles: true});
+  (how === 'drop' ? document.querySelector('#drop') : document).dispatchEvent(event);
+}"""
+
+
+def test_a_photo_can_be_dropped_or_pasted(page, tmp_path: Path) -> None:
+    page.select_option("#model", "tiny")
+    for how, size in (("drop", (40, 30)), ("paste", (36, 28))):
+        shown = previews(page)
+        data = base64.b64encode(make_image(tmp_path / f"{how}.png", size).read_bytes()).decode()
+        page.evaluate(DROP_OR_PASTE, [how, f"{how}.png", data])
+        assert stylized(page, shown).startswith(f"{size[0]} × {size[1]} px"), how

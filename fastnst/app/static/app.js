@@ -160,6 +160,13 @@ $("photo-input").addEventListener("change", () => setPhoto($("photo-input").file
 for (const name of ["dragenter", "dragover"]) $("drop").addEventListener(name, (e) => { e.preventDefault(); $("drop").classList.add("over"); });
 for (const name of ["dragleave", "drop"]) $("drop").addEventListener(name, () => $("drop").classList.remove("over"));
 $("drop").addEventListener("drop", (e) => { e.preventDefault(); setPhoto(e.dataTransfer.files[0]); });
+// A pasted image (a screenshot, a copied photo) goes to photo mode.
+document.addEventListener("paste", (e) => {
+  const file = [...e.clipboardData.files].find((f) => f.type.startsWith("image/"));
+  if (!file) return;
+  document.querySelector("#tab-photo").click();
+  setPhoto(file);
+});
 
 $("download").addEventListener("click", async () => {
   $("download").disabled = true;
