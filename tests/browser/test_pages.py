@@ -175,7 +175,10 @@ def test_webcam_frames_are_stylized_live_and_the_style_switches_while_running(pa
     assert float(page.text_content("#fps")) > 0, "the frame rate read-out should stay positive"
     assert page.is_hidden("#message")
     page.click("#webcam-start")  # stop
-    assert page.text_content("#webcam-start") == "Start the camera"
+    assert page.text_content("#webcam-start") == "Start the camera" and page.text_content("#fps") == "–"
+    page.click("#webcam-start")  # and again: frames come back
+    page.wait_for_function("parseFloat(document.querySelector('#fps').textContent) > 0", timeout=30_000)
+    assert page.is_hidden("#message")
 
 
 def test_a_clip_is_uploaded_stylized_with_progress_and_downloaded(page, tmp_path: Path) -> None:

@@ -203,6 +203,7 @@ const webcam = {
       return;
     }
     clearMessage();
+    this.inFlight = 0; this.sent = []; this.shown = [];
     Object.assign(this.canvas, { width: w, height: h });
     $("camera").srcObject = this.stream;
     await $("camera").play().catch(() => {});
@@ -210,8 +211,9 @@ const webcam = {
     this.socket = new WebSocket(`${scheme}://${location.host}/ws/webcam`);
     this.socket.binaryType = "arraybuffer";
     this.socket.onopen = () => { this.sendSettings(); this.pump(); };
-    this.socket.onmessage = (event) => this.received(event.data);
-    this.socket.onclose = () => { if (this.stream) this.stop("the server closed the connection"); };
+    // A stopped socket's last messages must not touch the count of the next one's frames.
+    this.socket.onmessage = (event) => { if (event.target === this.socket) this.received(event.data); };
+    this.socket.onclose = (event) => { if (event.target === this.socket) this.stop("the server closed the connection"); };
     $("webcam-start").textContent = "Stop the camera";
   },
 
@@ -221,6 +223,7 @@ const webcam = {
     if (socket) socket.close();
     if (this.stream) this.stream.getTracks().forEach((t) => t.stop());
     this.stream = null; this.inFlight = 0; this.shown = []; this.sent = [];
+    for (const id of ["fps", "latency-ms", "server-ms"]) $(id).textContent = "–";
     $("webcam-start").textContent = "Start the camera";
     $("webcam-status").textContent = why || "";
   },
@@ -235,7 +238,7 @@ const webcam = {
       this.canvas.getContext("2d").drawImage($("camera"), 0, 0, this.canvas.width, this.canvas.height);
       const captured = performance.now();
       this.canvas.toBlob((blob) => {
-        if (this.socket && blob) { this.sent.push(captured); this.socket.send(blob); } else this.inFlight -= 1;
+        if (this.socket && blob) { this.sent.push(captured); this.socket.send(blob); } else if (this.socket) this.inFlight -= 1;
       }, "image/jpeg", 0.85);
     }
   },
