@@ -147,3 +147,38 @@ def test_precision_auto_on_the_cpu_follows_native_bf16(monkeypatch) -> None:
     monkeypatch.setattr(device_module, "native_bf16_cpu", lambda: False)
     assert resolve_dtype("auto", cpu) == torch.float32
     assert resolve_dtype("fp32", cpu) == torch.float32
+
+
+needs_nncf = pytest.mark.skipif(not (engines.openvino_available() and engines.nncf_available()),
+                                reason="int8 needs openvino and nncf (the [int8] extra)")
+
+
+@needs_nncf
+@pytest.mark.parametrize("styles", [1, 3])
+def test_int8_paints_close_to_fp32_and_is_cached(styles: int, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FASTNST_CACHE", str(tmp_path))
+    net, meta = network(styles), ModelMeta(style_name="m", styles=["a", "b", "c"][:styles] if styles > 1 else [])
+    fast = Stylizer(net, meta, device="cpu", precision="int8", engine="openvino")
+    reference = Stylizer(network(styles), meta, device="cpu", precision="fp32", engine="torch")
+    assert fast.engine == "openvino int8"
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 12, 16), size=(96, 128), mode="bilinear")
+    options = StylizeOptions(style="a:0.5,c:0.5" if styles > 1 else None)
+    score = psnr(fast.stylize_tensor(x, options), reference.stylize_tensor(x, options))
+    assert 25 < score < 60  # close, and not the fp32 graph under another name
+    assert len(list((tmp_path / "openvino").glob("*-int8-*.xml"))) == 1
+
+    def no_second_quantization(*args: object) -> None:
+        raise AssertionError("the cached INT8 graph should have been used")
+
+    monkeypatch.setattr(engines, "quantize", no_second_quantization)
+    again = Stylizer(network(styles), meta, device="cpu", precision="int8", engine="openvino")
+    assert torch.equal(again.stylize_tensor(x, options), fast.stylize_tensor(x, options))
+
+
+@needs_openvino
+def test_int8_needs_the_openvino_engine_and_nncf(monkeypatch) -> None:
+    with pytest.raises(FastNSTError, match=r"precision int8 runs on the openvino engine"):
+        Stylizer(network(), device="cpu", precision="int8", engine="torch")
+    monkeypatch.setattr(engines, "nncf_available", lambda: False)
+    with pytest.raises(FastNSTError, match=r"precision int8 needs NNCF: pip install 'fastnst\[int8\]'"):
+        Stylizer(network(), device="cpu", precision="int8", engine="auto")

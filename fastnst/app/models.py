@@ -4,12 +4,16 @@ the page. Each is loaded once, on first use, and kept."""
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fastnst.core.device import resolve_device
 from fastnst.core.errors import FastNSTError
 from fastnst.core.modelfile import load_network, read_metadata, starter_models
+from fastnst.inference.engines import openvino_available
+from fastnst.inference.quantize import nncf_available
 from fastnst.inference.stylizer import Stylizer
 
 MODEL_SUFFIXES = (".safetensors", ".ckpt")
@@ -32,6 +36,10 @@ class ModelBook:
 
     def __init__(self, paths: list[Path], workdir: Path, device: str = "auto", engine: str | None = None) -> None:
         self.workdir, self.device, self.engine = workdir, device, engine
+        # The webcam runs INT8 where it can (OpenVINO on the CPU, NNCF installed): ~1.9x the frames of fp32.
+        openvino = engine != "torch" and os.environ.get("FASTNST_ENGINE", "auto") != "torch" \
+            and resolve_device(device).type == "cpu" and openvino_available()
+        self.live_precision = "int8" if openvino and nncf_available() else "auto"
         self._entries: dict[str, Entry] = {}
         self._lock = threading.Lock()
         for name, path in starter_models().items():
@@ -64,13 +72,15 @@ class ModelBook:
 
     def stylizer(self, model_id: str, live: bool = False) -> Stylizer:
         """The model ready to stylize. ``live``: a second copy for the webcam, which runs LIVE_STREAMS
-        frames at once on OpenVINO (fewer threads each: a browser on the same cores stalls them less)."""
+        frames at once on OpenVINO (fewer threads each: a browser on the same cores stalls them less),
+        in INT8 where it can."""
         entry = self._entry(model_id)
         with self._lock:  # two requests for a model not yet loaded load it once
             if (entry.live if live else entry.stylizer) is None:
                 network, meta = load_network(entry.path)
                 cache = self.workdir / "openvino" if entry.uploaded else None
                 stylizer = Stylizer(network, meta, self.device, engine=self.engine, engine_cache=cache,
+                                    precision=self.live_precision if live else "auto",
                                     streams=LIVE_STREAMS if live else 1)
                 if live:
                     entry.live = stylizer

@@ -196,6 +196,7 @@ def default_model(book: ModelBook) -> str:
 def warm_up(book: ModelBook) -> None:
     try:
         book.stylizer(default_model(book))
+        book.stylizer(default_model(book), live=True)  # its INT8 graph is made once, then cached
     except Exception as err:  # the first request will report it properly
         log.warning("could not load the default model: %s", err)
 

@@ -23,6 +23,7 @@ import torch
 from fastnst.core.download import cache_dir
 from fastnst.core.errors import FastNSTError
 from fastnst.core.transformer import StyleInstanceNorm, TransformerNet
+from fastnst.inference.quantize import calibration_inputs, nncf_available, nncf_version, quantize
 from fastnst.inference.tiling import measure_norm_stats
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,9 @@ class _WithStats(torch.nn.Module):
 
 
 class OpenVINOEngine:
-    """A TransformerNet compiled by OpenVINO for the CPU. ``precision``: ``fp32`` or ``bf16``
-    (OpenVINO's inference precision hint: weights stay fp32 in the graph, compute runs in bf16).
+    """A TransformerNet compiled by OpenVINO for the CPU. ``precision``: ``fp32``, ``bf16`` (OpenVINO's
+    inference precision hint: weights stay fp32 in the graph, compute runs in bf16) or ``int8`` (the
+    graph quantized by NNCF, ``fastnst.inference.quantize``; the tiling variant stays fp32).
     ``cache``: the folder converted graphs are kept in (None: ``~/.cache/fastnst/openvino``).
     ``streams``: how many calls from different threads run at once (1: one at a time, each on every
     core, the lowest latency; 2+: OpenVINO's throughput mode, a few cores per call, for a stream of
@@ -69,8 +71,10 @@ class OpenVINOEngine:
                  cache: Path | None = None, streams: int = 1) -> None:
         if not openvino_available():
             raise FastNSTError("the openvino engine is not installed (pip install openvino)", param="engine")
-        if precision not in ("fp32", "bf16"):
-            raise FastNSTError(f"the openvino engine runs fp32 or bf16, not {precision}", param="precision")
+        if precision not in ("fp32", "bf16", "int8"):
+            raise FastNSTError(f"the openvino engine runs fp32, bf16 or int8, not {precision}", param="precision")
+        if precision == "int8" and not nncf_available():
+            raise FastNSTError("precision int8 needs NNCF: pip install 'fastnst[int8]'", param="precision")
         import openvino as ov
 
         self.network, self.precision, self.version = network, precision, ov.__version__
@@ -87,6 +91,8 @@ class OpenVINOEngine:
         with self._lock:  # two threads asking at once compile once
             if variant not in self._compiled:
                 path = self.cache / f"{self.key}-ov{self.version.split('-')[0]}-{variant}.xml"
+                if self._int8(variant):
+                    path = path.with_name(f"{path.stem}-int8-nncf{nncf_version()}.xml")
                 compiled = None
                 if path.is_file():
                     try:
@@ -98,6 +104,9 @@ class OpenVINOEngine:
                 self._compiled[variant] = compiled
             return self._compiled[variant]
 
+    def _int8(self, variant: str) -> bool:
+        return self.precision == "int8" and variant == "plain"
+
     @staticmethod
     def _read(path: Path) -> object:
         import openvino as ov
@@ -108,7 +117,7 @@ class OpenVINOEngine:
         """Compile ``model`` and compare it with PyTorch on a probe image; raises if they disagree."""
         import openvino as ov
 
-        config = {"INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[self.precision]}
+        config = {"INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16", "int8": "f32"}[self.precision]}
         if self.streams > 1:
             config |= {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams}
         try:
@@ -116,7 +125,9 @@ class OpenVINOEngine:
         except RuntimeError as err:
             raise FastNSTError(f"OpenVINO cannot compile this model ({str(err).splitlines()[0][:160]})",
                                param="engine") from None
-        probe = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(0))
+        # INT8 is probed on a painting (random noise is far from anything it was calibrated for).
+        probe = torch.from_numpy(calibration_inputs(1, crops=1, seed=1)[0][0]) if self._int8(variant) \
+            else torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(0))
         style = torch.full((1, self.network.num_styles), 1 / self.network.num_styles) \
             if self.network.num_styles > 1 else None
         stats = measure_norm_stats(lambda t: self.network(t, style), probe, self.network) \
@@ -124,8 +135,11 @@ class OpenVINOEngine:
         inputs = self._inputs(probe, style, stats)
         with torch.no_grad():
             expected = self.network(probe, style)
-        error = (torch.from_numpy(compiled(inputs)[0]) - expected).abs().max().item()
-        if not error <= (1e-3 if self.precision == "fp32" else 0.05):  # also catches NaN
+        difference = (torch.from_numpy(compiled(inputs)[0]) - expected).abs()
+        # INT8 is judged on the mean (single pixels may move by a few levels), the others on the maximum.
+        error = (difference.mean() if self._int8(variant) else difference.max()).item()
+        limit = {"fp32": 1e-3, "bf16": 0.05, "int8": 0.02}[self.precision]
+        if not error <= limit:  # also catches NaN
             raise FastNSTError(f"OpenVINO's result differs from PyTorch's by {error:.3g} on a probe image",
                                param="engine")
         return compiled
@@ -134,6 +148,8 @@ class OpenVINOEngine:
         import openvino as ov
 
         model = self._convert(variant)
+        if self._int8(variant):
+            model = quantize(model, self.network.num_styles)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.xml")  # shards converting at once never collide
         ov.save_model(model, str(tmp), compress_to_fp16=False)

@@ -83,10 +83,14 @@ class Stylizer:
                  compile: bool = False, engine: str | None = None, engine_cache: Path | None = None,
                  streams: int = 1) -> None:
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(precision, self.device)
+        int8 = precision == "int8"  # a quantized graph: only the OpenVINO engine has one
+        self.dtype = torch.float32 if int8 else resolve_dtype(precision, self.device)
         # FASTNST_ENGINE sets the default for every entry point (the test suite runs PyTorch by it).
         self.openvino = self._openvino(network, engine or os.environ.get("FASTNST_ENGINE", "auto"),
-                                       compile or channels_last, engine_cache, streams)
+                                       compile or channels_last, engine_cache, streams, int8)
+        if int8 and self.openvino is None:
+            raise FastNSTError("precision int8 runs on the openvino engine, on the CPU (--engine openvino)",
+                               param="precision")
         if self.openvino is not None:
             self.dtype = torch.float32  # the PyTorch copy only measures tiling statistics and runs tiny images
         self.engine = f"openvino {self.openvino.precision}" if self.openvino else f"torch {str(self.dtype)[6:]}"
@@ -101,7 +105,7 @@ class Stylizer:
         self.style_names = self.metadata.style_names if network.num_styles > 1 else [self.style_name]
 
     def _openvino(self, network: TransformerNet, engine: str, torch_options: bool,
-                  cache: Path | None, streams: int) -> OpenVINOEngine | None:
+                  cache: Path | None, streams: int, int8: bool) -> OpenVINOEngine | None:
         """The OpenVINO engine when ``engine`` asks for it (``auto``: on the CPU where it is installed and
         works, unless a PyTorch-only option is set); None for PyTorch."""
         if engine not in ENGINES:
@@ -114,13 +118,13 @@ class Stylizer:
         if engine == "openvino" and torch_options:
             raise FastNSTError("--compile and channels_last are PyTorch options; use --engine torch with them",
                                param="engine")
-        precision = "bf16" if self.dtype == torch.bfloat16 else "fp32"
+        precision = "int8" if int8 else "bf16" if self.dtype == torch.bfloat16 else "fp32"
         if engine == "auto" and not openvino_available():
             return None
         try:
             return OpenVINOEngine(network.float(), precision, cache=cache, streams=streams)
         except FastNSTError as err:
-            if engine == "openvino":
+            if engine == "openvino" or int8:  # asked for by name: no quiet fallback
                 raise
             log.warning("OpenVINO is not usable here (%s); running on PyTorch", err)
             return None

@@ -210,6 +210,7 @@ const webcam = {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     this.socket = new WebSocket(`${scheme}://${location.host}/ws/webcam`);
     this.socket.binaryType = "arraybuffer";
+    $("webcam-status").textContent = "loading the model (the first time, its INT8 version is made: ~15 s)…";
     this.socket.onopen = () => { this.sendSettings(); this.pump(); };
     // A stopped socket's last messages must not touch the count of the next one's frames.
     this.socket.onmessage = (event) => { if (event.target === this.socket) this.received(event.data); };
