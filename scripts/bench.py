@@ -35,6 +35,7 @@ from fastnst.core.losses import PerceptualLoss  # noqa: E402
 from fastnst.core.transformer import TransformerNet  # noqa: E402
 from fastnst.core.vgg import VGGFeatures  # noqa: E402
 from fastnst.inference.engines import openvino_available  # noqa: E402
+from fastnst.inference.quantize import nncf_available  # noqa: E402
 from fastnst.inference.stylizer import Stylizer  # noqa: E402
 from fastnst.training.module import StyleTransferModule  # noqa: E402
 
@@ -56,6 +57,7 @@ def inference_paths(cuda: bool, dtypes: list[str], compile_rows: bool,
     if openvino_available():
         rows += [("openvino", "fp32", False, False)] + ([("openvino", "bf16", False, False)]
                                                         if native_bf16_cpu() else [])
+        rows += [("openvino", "int8", False, False)] if nncf_available() else []
     return rows
 
 

@@ -165,7 +165,7 @@ def test_int8_paints_close_to_fp32_and_is_cached(styles: int, tmp_path: Path, mo
     options = StylizeOptions(style="a:0.5,c:0.5" if styles > 1 else None)
     score = psnr(fast.stylize_tensor(x, options), reference.stylize_tensor(x, options))
     assert 25 < score < 60  # close, and not the fp32 graph under another name
-    assert len(list((tmp_path / "openvino").glob("*-int8-*.xml"))) == 1
+    assert len(list((tmp_path / "openvino").glob("*-int8m-*.xml"))) == 1
 
     def no_second_quantization(*args: object) -> None:
         raise AssertionError("the cached INT8 graph should have been used")

@@ -92,7 +92,7 @@ class OpenVINOEngine:
             if variant not in self._compiled:
                 path = self.cache / f"{self.key}-ov{self.version.split('-')[0]}-{variant}.xml"
                 if self._int8(variant):
-                    path = path.with_name(f"{path.stem}-int8-nncf{nncf_version()}.xml")
+                    path = path.with_name(f"{path.stem}-int8m-nncf{nncf_version()}.xml")  # m: MIXED preset
                 compiled = None
                 if path.is_file():
                     try:
