@@ -7,7 +7,8 @@
    the page, and the server's time per frame;
 2. the same frames sent by a Python WebSocket client, three in flight as the page keeps them (the server
    alone, no browser);
-3. the stylizer alone on one frame (the ceiling);
+3. the stylizer alone, one frame at a time on all cores, at the webcam's precision (INT8 where NNCF is
+   installed);
 4. photo mode: a photo previewed at 1024 px, the time from upload to the image shown (median of 3).
 
 Everything shares this machine's cores, as it does for a person running the app on a laptop: the
@@ -171,10 +172,12 @@ def socket_webcam(url: str, model: str, frames: list[bytes], seconds: float) -> 
         return (received - counted) / (time.monotonic() - start), statistics.median(server_us) / 1000
 
 
-def stylizer_alone(book, model: str, frame: bytes) -> float:
-    from fastnst.inference.stylizer import StylizeOptions
+def stylizer_alone(model: str, precision: str, engine: str | None, frame: bytes) -> float:
+    """Median ms of the network on one frame at a time, on all cores, at the webcam's precision."""
+    from fastnst.inference.stylizer import StylizeOptions, Stylizer
 
-    stylizer, image = book.stylizer(model), Image.open(io.BytesIO(frame)).convert("RGB")
+    stylizer = Stylizer.from_file(model, precision=precision, engine=engine)
+    image = Image.open(io.BytesIO(frame)).convert("RGB")
     for _ in range(3):
         stylizer.stylize(image, StylizeOptions())
     samples = []
@@ -223,26 +226,28 @@ def main() -> int:
         models = [Path(args.model)] if Path(args.model).is_file() else []
         model = Path(args.model).stem
         served = Served(tmp / "work", args.engine, models)
-        engine = served.book.stylizer(model).engine
+        engine, live = served.book.stylizer(model).engine, served.book.stylizer(model, live=True).engine
         browser = launch(playwright, camera)
         try:
             page_fps, page_ms, chromium, own = browser_webcam(browser, served.url, model, args.camera, args.seconds)
             if not frames:
                 frames = [Image.new("RGB", size).tobytes()]
             socket_fps, socket_ms = socket_webcam(served.url, model, frames, args.seconds)
-            alone_ms = stylizer_alone(served.book, model, frames[0])
+            alone_ms = stylizer_alone(args.model, served.book.live_precision, args.engine, frames[0])
             photo = browser_photo(browser, served.url, model, args.photo) if args.photo else None
         finally:
             browser.close()
             served.close()
-    print(f"model {model} ({engine}), camera {args.camera}, {args.seconds:.0f} s per measurement")
+    print(f"model {model} (webcam: {live}; photos: {engine}), camera {args.camera}, {args.seconds:.0f} s per "
+          "measurement")
     print("| path | frames/s | server ms per frame (two at once) | vs stylizer alone |")
     print("|---|---|---|---|")
     ceiling = 1000 / alone_ms
     print(f"| webcam mode in Chromium (end to end) | {page_fps:.1f} | {page_ms:.0f} | {page_fps / ceiling:.2f}x |")
     print(f"| WebSocket client, 3 frames in flight | {socket_fps:.1f} | {socket_ms:.0f} | "
           f"{socket_fps / ceiling:.2f}x |")
-    print(f"| stylizer alone (Stylizer.stylize, one frame at a time) | {ceiling:.1f} | {alone_ms:.0f} | 1.00x |")
+    print(f"| stylizer alone (Stylizer.stylize, webcam precision, one frame at a time) | {ceiling:.1f} | "
+          f"{alone_ms:.0f} | 1.00x |")
     print(f"during the webcam run: Chromium used {chromium:.2f} cores, the server (and this script) {own:.2f}, "
           f"of {os.cpu_count()}")
     if photo:
