@@ -66,3 +66,12 @@ def tiny_train_overrides(style: Path, data: Path | None = None, steps: int = 4) 
         "trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",
         "checkpoint_every_n_steps=2",
     ]
+
+
+@pytest.fixture
+def small_calibration(monkeypatch) -> None:
+    """INT8 tests calibrate on 8 crops of 64 px instead of 32 of 256 px: the same NNCF path, 4x sooner."""
+    from fastnst.inference import quantize
+
+    monkeypatch.setattr(quantize, "CALIBRATION_CROPS", 8)
+    monkeypatch.setattr(quantize, "CROP", 64)

@@ -277,3 +277,21 @@ def test_the_command_refuses_bad_arguments_in_one_line(tmp_path: Path, args: lis
     done = subprocess.run([sys.executable, "-m", "fastnst.inference.cli", "app", *args], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.strip() == message
+
+
+def test_the_webcam_runs_int8_where_it_can(tmp_path: Path, monkeypatch, small_calibration) -> None:
+    """Photos stay on the default precision; the live copy for the webcam is INT8 on OpenVINO (when NNCF is
+    installed), two frames at once."""
+    from fastnst.app.models import LIVE_STREAMS, ModelBook
+    from fastnst.inference.engines import openvino_available
+    from fastnst.inference.quantize import nncf_available
+
+    if not (openvino_available() and nncf_available()):
+        pytest.skip("needs openvino and nncf (the [int8] extra)")
+    monkeypatch.delenv("FASTNST_ENGINE")
+    monkeypatch.setenv("FASTNST_CACHE", str(tmp_path / "cache"))
+    book = ModelBook([small_model(tmp_path / "tiny.safetensors")], tmp_path / "work", device="cpu")
+    assert book.stylizer("tiny").engine == "openvino fp32"
+    live = book.stylizer("tiny", live=True)
+    assert live.engine == "openvino int8" and live.openvino.streams == LIVE_STREAMS
+    assert book.stylizer("tiny", live=True) is live  # loaded once

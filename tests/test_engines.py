@@ -155,7 +155,7 @@ needs_nncf = pytest.mark.skipif(not (engines.openvino_available() and engines.nn
 
 @needs_nncf
 @pytest.mark.parametrize("styles", [1, 3])
-def test_int8_paints_close_to_fp32_and_is_cached(styles: int, tmp_path: Path, monkeypatch) -> None:
+def test_int8_paints_close_to_fp32_and_is_cached(styles: int, tmp_path: Path, monkeypatch, small_calibration) -> None:
     monkeypatch.setenv("FASTNST_CACHE", str(tmp_path))
     net, meta = network(styles), ModelMeta(style_name="m", styles=["a", "b", "c"][:styles] if styles > 1 else [])
     fast = Stylizer(net, meta, device="cpu", precision="int8", engine="openvino")

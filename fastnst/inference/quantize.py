@@ -40,9 +40,11 @@ def nncf_version() -> str:
     return nncf.__version__
 
 
-def calibration_inputs(num_styles: int, crops: int = CALIBRATION_CROPS, seed: int = 0) -> list[list[np.ndarray]]:
-    """Network inputs for calibration: random CROP x CROP crops of the built-in paintings in [0, 1]
-    (and, for a multi-style network, one style at a time in turn). Deterministic for a seed."""
+def calibration_inputs(num_styles: int, crops: int | None = None, seed: int = 0) -> list[list[np.ndarray]]:
+    """Network inputs for calibration: ``crops`` (default CALIBRATION_CROPS) random CROP x CROP crops of the
+    built-in paintings in [0, 1] (and, for a multi-style network, one style at a time in turn).
+    Deterministic for a seed."""
+    crops = crops or CALIBRATION_CROPS
     paintings = [np.asarray(Image.open(p).convert("RGB"), np.float32) / 255 for p in sorted(PAINTINGS.glob("*.jpg"))]
     if not paintings:
         raise FastNSTError(f"no calibration images in {PAINTINGS} (a broken install?)", param="precision")
@@ -71,5 +73,5 @@ def quantize(model: object, num_styles: int) -> object:
         warnings.simplefilter("ignore")
         # MIXED: asymmetric activations. Instance-norm outputs shifted by β are not centred on zero; on the
         # multi-style starter it lifted the worst held-out photo from 25.6 to 29.3 dB at the same speed.
-        return nncf.quantize(model, nncf.Dataset(calibration_inputs(num_styles)), subset_size=CALIBRATION_CROPS,
-                             preset=nncf.QuantizationPreset.MIXED)
+        inputs = calibration_inputs(num_styles)
+        return nncf.quantize(model, nncf.Dataset(inputs), subset_size=len(inputs), preset=nncf.QuantizationPreset.MIXED)
