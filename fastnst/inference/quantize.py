@@ -45,9 +45,10 @@ def calibration_inputs(num_styles: int, crops: int | None = None, seed: int = 0)
     built-in paintings in [0, 1] (and, for a multi-style network, one style at a time in turn).
     Deterministic for a seed."""
     crops = crops or CALIBRATION_CROPS
-    paintings = [np.asarray(Image.open(p).convert("RGB"), np.float32) / 255 for p in sorted(PAINTINGS.glob("*.jpg"))]
-    if not paintings:
+    paths = sorted(PAINTINGS.glob("*.jpg"))
+    if not paths:
         raise FastNSTError(f"no calibration images in {PAINTINGS} (a broken install?)", param="precision")
+    paintings = [np.asarray(Image.open(p).convert("RGB"), np.float32) / 255 for p in paths[:crops]]  # those used
     rng = np.random.default_rng(seed)
     inputs = []
     for i in range(crops):
