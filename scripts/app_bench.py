@@ -233,7 +233,8 @@ def main() -> int:
             if not frames:
                 frames = [Image.new("RGB", size).tobytes()]
             socket_fps, socket_ms = socket_webcam(served.url, model, frames, args.seconds)
-            alone_ms = stylizer_alone(args.model, served.book.live_precision, args.engine, frames[0])
+            precision = "int8" if live.endswith("int8") else "auto"
+            alone_ms = stylizer_alone(args.model, precision, args.engine, frames[0])
             photo = browser_photo(browser, served.url, model, args.photo) if args.photo else None
         finally:
             browser.close()

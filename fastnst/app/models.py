@@ -4,18 +4,16 @@ the page. Each is loaded once, on first use, and kept."""
 from __future__ import annotations
 
 import hashlib
-import os
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastnst.core.device import resolve_device
 from fastnst.core.errors import FastNSTError
-from fastnst.core.modelfile import load_network, read_metadata, starter_models
-from fastnst.inference.engines import openvino_available
-from fastnst.inference.quantize import nncf_available
+from fastnst.core.modelfile import ModelMeta, load_network, read_metadata, starter_models
 from fastnst.inference.stylizer import Stylizer
 
+log = logging.getLogger(__name__)
 MODEL_SUFFIXES = (".safetensors", ".ckpt")
 LIVE_STREAMS = 2  # webcam frames stylized at once (the page keeps three in flight)
 
@@ -24,6 +22,7 @@ LIVE_STREAMS = 2  # webcam frames stylized at once (the page keeps three in flig
 class Entry:
     id: str
     path: Path
+    meta: ModelMeta  # read once: the page lists models and every request names one
     starter: bool
     uploaded: bool = False
     stylizer: Stylizer | None = field(default=None, repr=False)
@@ -36,17 +35,13 @@ class ModelBook:
 
     def __init__(self, paths: list[Path], workdir: Path, device: str = "auto", engine: str | None = None) -> None:
         self.workdir, self.device, self.engine = workdir, device, engine
-        # The webcam runs INT8 where it can (OpenVINO on the CPU, NNCF installed): ~1.9x the frames of fp32.
-        openvino = engine != "torch" and os.environ.get("FASTNST_ENGINE", "auto") != "torch" \
-            and resolve_device(device).type == "cpu" and openvino_available()
-        self.live_precision = "int8" if openvino and nncf_available() else "auto"
         self._entries: dict[str, Entry] = {}
         self._lock = threading.Lock()
         for name, path in starter_models().items():
-            self._entries[name] = Entry(name, path, starter=True)
+            self._entries[name] = Entry(name, path, read_metadata(path), starter=True)
         for path in expand_model_paths(paths):
-            read_metadata(path)  # a foreign file given at start-up fails the start, with its name
-            self._add(Entry(self._free_id(path.stem), path, starter=False))
+            # A foreign file given at start-up fails the start, with its name.
+            self._add(Entry(self._free_id(path.stem), path, read_metadata(path), starter=False))
 
     def _free_id(self, stem: str) -> str:
         candidate, n = stem, 1
@@ -62,10 +57,14 @@ class ModelBook:
     def ids(self) -> list[str]:
         return list(self._entries)
 
+    def check(self, model_id: str) -> None:
+        """Raises for an id that names no model."""
+        self._entry(model_id)
+
     def describe(self, model_id: str) -> dict:
         """What the page shows of a model: name, styles (several for a multi-style model), network."""
         entry = self._entry(model_id)
-        meta = read_metadata(entry.path)
+        meta = entry.meta
         return {"id": entry.id, "style": meta.style_name, "styles": meta.style_names if meta.styles else [],
                 "description": meta.description, "starter": entry.starter, "uploaded": entry.uploaded,
                 "network": meta.network, "steps": meta.steps}
@@ -76,17 +75,22 @@ class ModelBook:
         in INT8 where it can."""
         entry = self._entry(model_id)
         with self._lock:  # two requests for a model not yet loaded load it once
-            if (entry.live if live else entry.stylizer) is None:
-                network, meta = load_network(entry.path)
-                cache = self.workdir / "openvino" if entry.uploaded else None
-                stylizer = Stylizer(network, meta, self.device, engine=self.engine, engine_cache=cache,
-                                    precision=self.live_precision if live else "auto",
-                                    streams=LIVE_STREAMS if live else 1)
-                if live:
-                    entry.live = stylizer
-                else:
-                    entry.stylizer = stylizer
+            if live and entry.live is None:
+                entry.live = self._load(entry, LIVE_STREAMS, int8=True)
+            if not live and entry.stylizer is None:
+                entry.stylizer = self._load(entry, 1, int8=False)
             return entry.live if live else entry.stylizer
+
+    def _load(self, entry: Entry, streams: int, int8: bool) -> Stylizer:
+        network, meta = load_network(entry.path)
+        cache = self.workdir / "openvino" if entry.uploaded else None
+        if int8:
+            try:  # ~1.6-1.9x fp32's speed where it runs (OpenVINO on the CPU, NNCF installed)
+                return Stylizer(network, meta, self.device, "int8", engine=self.engine, engine_cache=cache,
+                                streams=streams)
+            except FastNSTError as err:  # not here (a GPU, no NNCF, PyTorch asked for): the default precision
+                log.info("the webcam runs %s at the default precision: %s", entry.id, err)
+        return Stylizer(network, meta, self.device, engine=self.engine, engine_cache=cache, streams=streams)
 
     def upload(self, filename: str, data: bytes) -> str:
         """Keep an uploaded model file in the work folder, if it is a fastnst stylizer; its id."""
@@ -99,7 +103,7 @@ class ModelBook:
         path = folder / f"{digest}{suffix}"
         path.write_bytes(data)
         try:
-            load_network(path)  # a file that is not a stylizer never reaches the list
+            _, meta = load_network(path)  # a file that is not a stylizer never reaches the list
         except FastNSTError as err:
             path.unlink()
             raise FastNSTError(str(err).replace(str(path), filename)) from None
@@ -107,7 +111,7 @@ class ModelBook:
             for entry in self._entries.values():
                 if entry.path == path:
                     return entry.id
-            return self._add(Entry(self._free_id(Path(filename).stem), path, starter=False, uploaded=True)).id
+            return self._add(Entry(self._free_id(Path(filename).stem), path, meta, starter=False, uploaded=True)).id
 
     def _entry(self, model_id: str) -> Entry:
         try:

@@ -85,7 +85,7 @@ def create_app(book: ModelBook, workdir: Path) -> Starlette:
         style = fields.get("style") or None
         options = StylizeOptions(max_size=max_size, strength=strength, preserve_color=preserve,
                                  style=str(style) if style else None)
-        book.describe(model)  # an unknown id raises here
+        book.check(model)
         return Settings(model, options)
 
     async def index(request: Request) -> HTMLResponse:

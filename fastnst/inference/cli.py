@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"],
                    help="auto: bf16 on CUDA and on CPUs with native bf16 (AMX, AVX512-BF16), fp16 on MPS, else fp32; "
-                   "int8: a quantized graph on the openvino engine, ~1.9x fp32's speed (needs the [int8] extra)")
+                   "int8: a quantized graph on the openvino engine, 1.6-1.9x fp32's speed (needs the [int8] extra)")
     s.add_argument("--engine", default=None, choices=["auto", "torch", "openvino"],
                    help="auto (default, or $FASTNST_ENGINE): OpenVINO on the CPU where installed, else PyTorch")
     s.add_argument("--max-size", type=int, help="downscale so the long side is at most this (px)")
