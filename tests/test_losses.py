@@ -106,6 +106,31 @@ def test_target_norm_makes_each_layer_a_relative_error(vgg: VGGFeatures) -> None
     assert not torch.allclose(raw["style"], terms["style"])
 
 
+def test_content_target_norm_is_a_relative_error_whatever_the_feature_scale(vgg: VGGFeatures) -> None:
+    torch.manual_seed(4)
+    out, content = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    loss = make_loss(vgg, content_norm="target")
+    loss.set_style(torch.rand(1, 3, 32, 32))
+    f_out, f_content = vgg(out, ["relu2_2"])["relu2_2"], vgg(content, ["relu2_2"])["relu2_2"]
+    expected = (f_out - f_content).pow(2).mean() / f_content.pow(2).mean()
+    torch.testing.assert_close(loss(out, content)["content"], expected)
+    # A VGG whose relu2_2 features are exactly 10x larger (conv2_2 scaled: ReLU is positively homogeneous)
+    # gives the same relative content error, and 100x the plain one.
+    scaled = VGGFeatures("vgg16", ["relu2_2"], weights="random", seed=0)
+    with torch.no_grad():
+        conv2_2 = scaled.features[scaled.names.index("conv2_2")]
+        conv2_2.weight.mul_(10)
+        conv2_2.bias.mul_(10)
+    torch.testing.assert_close(scaled(content, ["relu2_2"])["relu2_2"], 10 * f_content)
+    relative = PerceptualLoss(scaled, {"relu2_2": 1.0}, {}, content_norm="target")
+    torch.testing.assert_close(relative(out, content)["content"], expected)
+    raw = PerceptualLoss(scaled, {"relu2_2": 1.0}, {})
+    torch.testing.assert_close(raw(out, content)["content"], 100 * (f_out - f_content).pow(2).mean())
+    plain = make_loss(vgg)
+    plain.set_style(torch.rand(1, 3, 32, 32))
+    assert not torch.allclose(plain(out, content)["content"], expected)
+
+
 def test_the_temporal_term_is_part_of_the_loss(vgg: VGGFeatures) -> None:
     from fastnst.core.transformer import TransformerNet
 
@@ -120,7 +145,8 @@ def test_the_temporal_term_is_part_of_the_loss(vgg: VGGFeatures) -> None:
         loss(net(x), x)
 
 
-@pytest.mark.parametrize("bad", [{"style_weight": float("nan")}, {"tv_weight": -1.0}, {"style_norm": "max"}])
+@pytest.mark.parametrize("bad", [{"style_weight": float("nan")}, {"tv_weight": -1.0}, {"style_norm": "max"},
+                                 {"content_norm": "max"}])
 def test_bad_weights_are_refused(vgg: VGGFeatures, bad: dict) -> None:
     from fastnst.core.errors import FastNSTError
 

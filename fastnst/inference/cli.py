@@ -43,7 +43,7 @@ class Plan:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_bind_dashed_values(sys.argv[1:] if argv is None else list(argv)))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return args.func(args)
@@ -53,6 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _bind_dashed_values(argv: list[str]) -> list[str]:
+    """``--shard -1/2`` -> ``--shard=-1/2``: argparse would take the value for an unknown flag and say only
+    "expected one argument"; bound, it reaches the check that says what a shard must be."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] == "--shard" and arg.startswith("-") and arg != "-":
+            out[-1] = f"--shard={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def describe(err: FastNSTError) -> str:
@@ -171,7 +183,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             ("network", f"TransformerNet {meta.network}, {parameters:,} parameters"),
             ("steps trained", meta.steps), ("training crop", f"{meta.image_size} px" if meta.image_size else "?"),
             ("loss", f"{loss.get('vgg')} ({loss.get('vgg_weights')} weights), content "
-                     f"{loss.get('content_weight')}×{list(loss.get('content_layers', {}))}, style "
+                     f"{loss.get('content_weight')}×{list(loss.get('content_layers', {}))} "
+                     f"(norm {loss.get('content_norm', 'none')}), style "
                      f"{loss.get('style_weight')}×{list(loss.get('style_layers', {}))} "
                      f"(norm {loss.get('style_norm', 'none')}), tv {loss.get('tv_weight')}"),
             ("temporal weight", meta.temporal_weight), ("description", meta.description or "-"),
@@ -272,6 +285,9 @@ def plan(inputs: list[str], output: Path | None, recursive: bool, style: str,
     single = len(expanded) == 1 and len(inputs) == 1
     if output == STDIO and not single:
         raise FastNSTError(f"-o - writes one image to stdout, but there are {len(expanded)} inputs", param="output")
+    if output is not None and output != STDIO and output.is_file() and not (single and output.suffix):
+        raise FastNSTError(f"{output} is an existing file; give a folder for the outputs (or a new file name for "
+                           "one input)", param="output")
     if output is not None and output != STDIO and output.suffix and not output.is_dir() and not single:
         raise FastNSTError(f"{output} names one file, but there are {len(expanded)} inputs; give a folder",
                            param="output")
@@ -317,15 +333,15 @@ def cmd_stylize(args: argparse.Namespace) -> int:
                              style=args.style)
     video_options = VideoOptions(codec=args.codec, crf=args.crf, batch_size=max(args.batch_size, 1),
                                  temporal_blend=args.temporal_blend)
-    if args.shard:
-        parse_shard(args.shard)  # a bad --shard fails before the model loads
+    if args.shard is not None:
+        parse_shard(args.shard)  # a bad --shard (an empty $SHARD too) fails before the model loads
     if args.batch_size < 1:
         raise FastNSTError("batch size must be at least 1", param="batch_size")
     if args.max_pixels < 0:
         raise FastNSTError(f"max_pixels must be 0 (no limit) or more, got {args.max_pixels}", param="max_pixels")
     if not 1 <= args.quality <= 100:
         raise FastNSTError(f"quality must be from 1 to 100, got {args.quality}", param="quality")
-    local = local_rank() if args.shard else None
+    local = local_rank() if args.shard is not None else None
     if local is not None and args.device in ("auto", "cuda"):
         import torch
 
@@ -336,7 +352,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         import torch
 
         torch.backends.cudnn.benchmark = True  # this process stylizes many frames of one size: autotune once
-    shard = parse_shard(args.shard) if args.shard else None
+    shard = parse_shard(args.shard) if args.shard is not None else None
     planned = plan(args.inputs, args.output, args.recursive, stylizer.style_label(args.style), args.overwrite,
                    args.skip_existing or shard is not None)
     jobs, failures, skipped = planned.jobs, planned.failures, planned.skipped

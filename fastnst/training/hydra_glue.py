@@ -84,7 +84,8 @@ OmegaConf.register_new_resolver("fastnst_run_name", run_name, replace=True)
 
 # Library arguments (FastNSTError.param) as a user spells them on train.py/optimize.py command lines.
 HYDRA_KEYS = {"root": "data.root", "cache": "data.cache", "vgg_weights": "loss.vgg_weights",
-              "style_norm": "loss.style_norm", "content_weight": "loss.content_weight",
+              "style_norm": "loss.style_norm", "content_norm": "loss.content_norm",
+              "content_weight": "loss.content_weight",
               "style_weight": "loss.style_weight", "tv_weight": "loss.tv_weight",
               "temporal_weight": "loss.temporal_weight", "style_name": "style.name", "ckpt_path": "ckpt_path",
               "styles": "styles", "init_from": "init_from",
