@@ -260,6 +260,14 @@ def test_output_names_that_cannot_work_are_refused(model: Path, tmp_path: Path, 
     assert not (tmp_path / "-").exists()
     assert run(one, "--model", tmp_path) == 2
     assert "is a folder, not a model file" in capsys.readouterr().err
+    # An existing file given as the output folder: refused before anything is read or written.
+    existing = tmp_path / "notes"
+    existing.write_text("keep me")
+    for inputs in ([tmp_path], [one, two], [one]):
+        assert run(*inputs, "--model", model, "-o", existing) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "existing file" in err and "(--output)" in err
+    assert existing.read_text() == "keep me" and not list(tmp_path.glob("*_toy.png"))
 
 
 def test_a_pixel_bomb_names_the_limit_and_the_limit_can_be_lifted(model: Path, tmp_path: Path, capsys) -> None:

@@ -130,3 +130,28 @@ def test_version_1_files_still_load(tmp_path: Path) -> None:
                    loss={"vgg": "vgg16", "style_weight": 1e5})
     _, meta = load_network(old)
     assert meta.temporal_weight == 10.0 and meta.loss["style_weight"] == 1e5
+
+
+def test_a_tiny_file_declaring_a_huge_network_is_refused_without_building_it(tmp_path: Path) -> None:
+    import json
+    import resource
+
+    header = {"format": "fastnst.stylizer", "architecture": "TransformerNet", "format_version": 2,
+              "network": {"channels": 256, "num_residual": 64}, "style_name": "bomb"}
+    path = tmp_path / "bomb.safetensors"
+    save_file({"conv1.conv.weight": torch.zeros(1)}, str(path), metadata={k: json.dumps(v) for k, v in header.items()})
+    assert path.stat().st_size < 2048
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(FastNSTError, match="do not match"):
+        load_network(path)
+    # Building that network would take gigabytes (5.7 GB measured); checking shapes takes none.
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
+
+
+@pytest.mark.parametrize("name", ["cat_evil\n", "a..b", "../x", "", "x" * 65, "a/b"])
+def test_style_names_must_be_whole_plain_names(name: str) -> None:
+    with pytest.raises(FastNSTError, match="not a plain name"):
+        ModelMeta(style_name=name)
+    with pytest.raises(FastNSTError, match="not a plain name"):
+        ModelMeta(style_name="multi", styles=["ok", name])
+    ModelMeta(style_name="Van Gogh 1889.v2+b")  # letters, digits, space and _ . + - are fine

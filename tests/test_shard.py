@@ -104,12 +104,24 @@ def test_every_key_belongs_to_exactly_one_shard() -> None:
         assert min(counts) > 0.8 * len(keys) / n  # roughly even
 
 
-@pytest.mark.parametrize("bad", ["3/3", "-1/2", "1", "a/b", "1/0", "0/"])
+@pytest.mark.parametrize("bad", ["3/3", "-1/2", "1", "a/b", "1/0", "0/", "", " "])
 def test_bad_shards_are_one_line_before_any_work(model: Path, folder: Path, tmp_path: Path, capsys,
                                                  bad: str) -> None:
     code, _, err = stylize_shard(model, folder, tmp_path / "out", bad, capsys)
     assert code == 2 and err.count("\n") == 1 and "K/N" in err and "(--shard)" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_dashed_shard_given_apart_gets_the_same_message(model: Path, folder: Path, tmp_path: Path,
+                                                          capsys) -> None:
+    code = main(["stylize", str(folder), "-m", str(model), "-o", str(tmp_path / "out"), "--shard", "-1/2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "K/N" in err and "'-1/2'" in err and not (tmp_path / "out").exists()
+
+
+def test_an_empty_shard_is_an_error_not_all_of_the_work(model: Path, folder: Path, tmp_path: Path, capsys) -> None:
+    code, written, err = stylize_shard(model, folder, tmp_path / "out", "", capsys)
+    assert code == 2 and "empty" in err and not written and not (tmp_path / "out").exists()
 
 
 def test_skip_existing_without_shards(model: Path, folder: Path, tmp_path: Path, capsys) -> None:

@@ -20,6 +20,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import shutil
 import socket
 import struct
@@ -36,12 +37,14 @@ from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from fastnst.app.guard import SameOrigin
 from fastnst.app.jobs import VideoJobs
 from fastnst.app.models import LIVE_STREAMS, ModelBook
 from fastnst.core.device import resolve_device
@@ -59,6 +62,7 @@ MAX_VIDEO_BYTES = 2048 * MB
 WEBCAM_MAX_PIXELS = 1920 * 1080
 PREVIEW_QUALITY = 90
 DEFAULT_MODEL = "starry_night"
+WORKDIR_PREFIX = "fastnst-app-"  # + process id + "-": a killed app's folder is recognised and removed
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,9 @@ class Settings:
     options: StylizeOptions
 
 
-def create_app(book: ModelBook, workdir: Path) -> Starlette:
-    """The ASGI app over ``book``'s models; uploads and results go under ``workdir``."""
+def create_app(book: ModelBook, workdir: Path, host: str = "127.0.0.1") -> Starlette:
+    """The ASGI app over ``book``'s models; uploads and results go under ``workdir``. ``host``: the
+    address it listens on; requests naming another Host, or from another site's page, are refused."""
     jobs = VideoJobs(workdir)
     photo_lock = asyncio.Lock()  # one photo at a time: two at once would only share the cores
 
@@ -129,7 +134,10 @@ def create_app(book: ModelBook, workdir: Path) -> Starlette:
                     return
                 try:
                     if message.get("text") is not None:
-                        wanted = settings({**json.loads(message["text"]), "size": "full"})
+                        fields = json.loads(message["text"])
+                        if not isinstance(fields, dict):
+                            raise FastNSTError("settings must be a JSON object")
+                        wanted = settings({**fields, "size": "full"})
                         stylizer = await run_in_threadpool(book.stylizer, wanted.model, True)
                         stylizer.style_weights(wanted.options.style)  # a bad style is refused now, once
                         chosen = wanted  # refused settings leave the frames on the last good ones
@@ -138,8 +146,9 @@ def create_app(book: ModelBook, workdir: Path) -> Starlette:
                         if chosen is None:
                             raise FastNSTError("send the settings before the first frame")
                         # Frames run concurrently (the live stylizer takes LIVE_STREAMS at once).
-                        await frames.put(asyncio.ensure_future(
-                            run_in_threadpool(stylize_frame, book, chosen, message["bytes"])))
+                        frame = asyncio.ensure_future(run_in_threadpool(stylize_frame, book, chosen, message["bytes"]))
+                        if not await put_unless_done(frames, frame, replies):
+                            return  # the replies stopped (the client went away without reading)
                 except (FastNSTError, json.JSONDecodeError, AttributeError) as err:
                     text = str(err) if isinstance(err, FastNSTError) else "settings must be a JSON object"
                     await ws.send_json({"error": text, "frame": message.get("bytes") is not None})
@@ -147,6 +156,8 @@ def create_app(book: ModelBook, workdir: Path) -> Starlette:
             return
         finally:
             replies.cancel()
+            while not frames.empty():  # frames nobody will read: not stylized for nothing
+                frames.get_nowait().cancel()
 
     async def submit_video(request: Request) -> JSONResponse:
         form = await read_form(request, MAX_VIDEO_BYTES)
@@ -183,7 +194,8 @@ def create_app(book: ModelBook, workdir: Path) -> Starlette:
               Route("/api/videos/{job}", video_status), Route("/api/videos/{job}/result", video_result),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     handlers = {FastNSTError: user_error, Exception: server_error}
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)  # type: ignore[arg-type]
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan,  # type: ignore[arg-type]
+                     middleware=[Middleware(SameOrigin, listen_host=host)])
 
 
 def default_model(book: ModelBook) -> str:
@@ -201,14 +213,38 @@ def warm_up(book: ModelBook) -> None:
         log.warning("could not load the default model: %s", err)
 
 
+class _TooLarge(Exception):
+    pass
+
+
 async def read_form(request: Request, limit: int) -> FormData:
+    """The multipart form, refused as soon as more than ``limit`` bytes have arrived: a declared
+    Content-Length is checked first, and the bytes are counted as they come, since a chunked upload
+    declares none (uncounted, one spooled 1.27 GB to disk against a 64 MB limit)."""
     length = request.headers.get("content-length", "")
+    too_large = f"the upload is over the limit here, {limit // MB} MB"
     if length.isdigit() and int(length) > limit:
         raise FastNSTError(f"the upload is {int(length) / MB:.0f} MB; the limit here is {limit // MB} MB")
+    received = 0
+    receive = request.receive
+
+    async def counted() -> dict:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _TooLarge
+        return message
+
+    bounded = Request(request.scope, counted)
     try:
-        return await request.form(max_files=1, max_fields=20)
+        form = await bounded.form(max_files=1, max_fields=20)
+    except _TooLarge:
+        raise FastNSTError(too_large) from None
     except Exception as err:  # a malformed body: the multipart parser's own error types vary
         raise FastNSTError(f"could not read the upload ({err})") from None
+    return form
 
 
 def form_file(form: FormData, field: str, what: str) -> UploadFile:
@@ -245,6 +281,18 @@ def stylize_photo(book: ModelBook, chosen: Settings, data: bytes, filename: str)
     result.save(buffer, format=fmt, **({"quality": 95 if full else PREVIEW_QUALITY} if fmt != "PNG" else {}))
     ext = {"JPEG": ".jpg", "WEBP": ".webp", "PNG": ".png"}[fmt]
     return buffer.getvalue(), Image.MIME[fmt], f"{Path(filename).stem}_{label}{ext}", ms, stylizer.engine
+
+
+async def put_unless_done(queue: asyncio.Queue, item: asyncio.Future, worker: asyncio.Task) -> bool:
+    """Queue ``item`` for ``worker``; False (item cancelled) if the worker ends first. A plain ``put``
+    on a full queue whose consumer has died waits forever, and kept the app from stopping on Ctrl+C."""
+    put = asyncio.ensure_future(queue.put(item))
+    await asyncio.wait({put, worker}, return_when=asyncio.FIRST_COMPLETED)
+    if put.done():
+        return True
+    put.cancel()
+    item.cancel()
+    return False
 
 
 async def send_in_order(ws: WebSocket, frames: asyncio.Queue) -> None:
@@ -298,12 +346,36 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def remove_stale_workdirs(root: Path) -> list[Path]:
+    """Remove the folders of apps that were killed (``kill -9`` skips the clean-up): each folder's name
+    carries its app's process id; a folder whose process is gone is removed. Returns what was removed."""
+    removed = []
+    for folder in root.glob(f"{WORKDIR_PREFIX}*-*"):
+        pid = folder.name.removeprefix(WORKDIR_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or not folder.is_dir() or _alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def serve(models: list[Path], host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
           engine: str | None = None) -> None:
     """Run the app until interrupted. Everything it writes lives in one temporary folder, removed at the end."""
     import uvicorn
 
-    with tempfile.TemporaryDirectory(prefix="fastnst-app-") as tmp:
+    remove_stale_workdirs(Path(tempfile.gettempdir()))
+    with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-") as tmp:
         workdir = Path(tmp)
         (workdir / "spool").mkdir()
         tempfile.tempdir = str(workdir / "spool")  # where Starlette spools large uploads
@@ -320,7 +392,7 @@ def serve(models: list[Path], host: str = "127.0.0.1", port: int = 8000, device:
             if host not in ("127.0.0.1", "localhost", "::1"):
                 print(f"warning: listening on {host}: anyone who can reach this machine can use the app "
                       "and upload files to it", flush=True)
-            config = uvicorn.Config(create_app(book, workdir), log_level="warning", ws_max_size=16 * MB)
+            config = uvicorn.Config(create_app(book, workdir, host), log_level="warning", ws_max_size=16 * MB)
             try:
                 uvicorn.Server(config).run(sockets=[sock])
             except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its graceful shutdown: a normal end

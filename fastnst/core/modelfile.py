@@ -28,7 +28,12 @@ FORMAT = "fastnst.stylizer"
 FORMAT_VERSION = 2  # 2: temporal_weight moved into `loss`, `description` and network `output` added; 1 loads
 # (multi-style files add `styles` and network `num_styles`; readers that ignore them refuse the weights' shapes)
 # A name that is safe as part of a file name on every OS: no separators, no leading dot.
-STYLE_NAME = re.compile(r"^\w[\w .+-]{0,63}$")
+STYLE_NAME = re.compile(r"\w[\w .+-]{0,63}")  # whole names only (fullmatch: `$` would let a final newline in)
+
+
+def plain_name(name: object) -> bool:
+    """A style name that is safe in a file name and unambiguous in ``--style`` (``a..b`` is a morph)."""
+    return isinstance(name, str) and STYLE_NAME.fullmatch(name) is not None and ".." not in name
 # Bounds what a file can make us allocate.
 NETWORK_LIMITS = {"channels": (1, 256), "num_residual": (0, 64), "num_styles": (1, 1024)}
 STARTER_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
@@ -83,15 +88,15 @@ class ModelMeta:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        if not STYLE_NAME.match(self.style_name):
+        if not plain_name(self.style_name):
             raise FastNSTError(f"style name {self.style_name[:80]!r} is not a plain name (letters, digits, "
-                               "space, _ . + -, at most 64 characters, no path separators)", param="style_name")
+                               "space, _ . + -, at most 64 characters, no path separators, no '..')", param="style_name")
         for key, (low, high) in NETWORK_LIMITS.items():
             value = self.network.get(key)
             if value is not None and not (isinstance(value, int) and low <= value <= high):
                 raise FastNSTError(f"network {key} must be a whole number from {low} to {high}, got {value!r}")
         for name in self.styles:
-            if not isinstance(name, str) or not STYLE_NAME.match(name):
+            if not plain_name(name):
                 raise FastNSTError(f"style name {str(name)[:80]!r} is not a plain name", param="style_name")
         if self.style_images and len(self.style_images) != len(self.styles):
             raise FastNSTError(f"{len(self.style_images)} style images for {len(self.styles)} styles")
@@ -177,6 +182,12 @@ def load_network(path: Path | str) -> tuple[TransformerNet, ModelMeta]:
     path = Path(path)
     state, meta = _read(path)
     try:
+        # Shapes first, on the meta device (no memory): a 1 KB file whose metadata declares a huge
+        # network must be refused before that network is allocated (it took 5.7 GB to refuse one).
+        with torch.device("meta"):
+            expected = {k: v.shape for k, v in TransformerNet(**meta.network).state_dict().items()}
+        if expected != {k: v.shape for k, v in state.items()}:
+            raise RuntimeError
         network = TransformerNet(**meta.network)
         network.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     except (TypeError, KeyError, RuntimeError):

@@ -40,6 +40,8 @@ def parse_shard(text: str, environ: dict[str, str] | None = None) -> Shard:
     """``K/N`` (0 <= K < N), or ``auto``: this process's rank and world size from torchrun's
     environment (RANK, WORLD_SIZE) or SLURM's (SLURM_PROCID, SLURM_NTASKS)."""
     env = os.environ if environ is None else environ
+    if not text.strip():
+        raise FastNSTError("shard is empty (an unset variable in a launcher script?): give K/N or auto", param="shard")
     if text == "auto":
         for rank, size in ENVIRONMENTS:
             if rank in env and size in env:

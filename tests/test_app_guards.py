@@ -1,0 +1,153 @@
+"""The web app under hostile or careless clients: chunked uploads past the limit, other sites' pages,
+foreign Host names, settings that are JSON but not an object, abandoned sockets, killed apps."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette", reason="the web app needs the [app] extra: pip install -e '.[app]'")
+
+from live_app import LiveApp, app_models  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory) -> LiveApp:
+    root = tmp_path_factory.mktemp("app")
+    with LiveApp(app_models(root / "models"), root / "work") as live:
+        yield live
+
+
+def port(app: LiveApp) -> int:
+    return int(app.url.rsplit(":", 1)[1])
+
+
+def raw(app: LiveApp, method: str, path: str, headers: dict[str, str], body: bytes | None = None,
+        chunks: int = 0, chunk: bytes = b"") -> tuple[int, dict]:
+    """A request with exactly these headers; ``chunks`` pieces of ``chunk`` sent chunked, no length."""
+    conn = http.client.HTTPConnection("127.0.0.1", port(app), timeout=60)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for key, value in headers.items():
+            conn.putheader(key, value)
+        if chunks:
+            conn.putheader("Transfer-Encoding", "chunked")
+        elif body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders()
+        try:
+            if chunks:
+                for _ in range(chunks):
+                    conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                conn.send(b"0\r\n\r\n")
+            elif body is not None:
+                conn.send(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server refused before the end, as it should
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def test_a_chunked_upload_is_stopped_at_the_limit(app: LiveApp, monkeypatch) -> None:
+    from fastnst.app import server
+
+    monkeypatch.setattr(server, "MAX_MODEL_BYTES", 1 << 20)  # a 1 MB limit, so the test sends ~2 MB
+    host = f"127.0.0.1:{port(app)}"
+    head = b'--b\r\nContent-Disposition: form-data; name="model"; filename="m.safetensors"\r\n\r\n'
+    start = time.monotonic()
+    status, body = raw(app, "POST", "/api/models", {"Host": host, "Content-Type": "multipart/form-data; boundary=b"},
+                       chunks=32, chunk=head + b"x" * (64 << 10))
+    assert status == 400 and "over the limit" in body["error"] and "1 MB" in body["error"]
+    assert time.monotonic() - start < 30
+    spool = app.workdir / "spool"
+    assert not spool.exists() or sum(f.stat().st_size for f in spool.rglob("*") if f.is_file()) < 2 << 20
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({"Origin": "http://evil.example"}, 403),
+    ({"Origin": "null"}, 403),
+    ({"Host": "evil.example"}, 403),  # DNS rebinding: the page's own host name, pointing here
+    ({"Host": "evil.example", "Origin": "http://evil.example"}, 403),
+    ({}, 200),
+    ({"Origin": "SELF"}, 200),
+    ({"Host": "localhost:PORT"}, 200),
+])
+def test_other_sites_and_unknown_hosts_are_refused(app: LiveApp, headers: dict, status: int) -> None:
+    own = f"127.0.0.1:{port(app)}"
+    sent = {"Host": own, **{k: v.replace("SELF", f"http://{own}").replace("PORT", str(port(app)))
+                            for k, v in headers.items()}}
+    got, body = raw(app, "GET", "/api/models", sent)
+    assert got == status
+    if status == 403:
+        assert "refused" in body["error"] or "unknown Host" in body["error"]
+
+
+def test_a_foreign_page_cannot_open_the_webcam_socket(app: LiveApp) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    with pytest.raises(InvalidStatus) as refused:
+        connect(app.url.replace("http", "ws") + "/ws/webcam", origin="http://evil.example", open_timeout=30)
+    assert refused.value.response.status_code == 403
+    with connect(app.url.replace("http", "ws") + "/ws/webcam", origin=app.url, open_timeout=30) as ws:
+        ws.send(json.dumps({"model": "tiny"}))
+        assert json.loads(ws.recv(timeout=30))["ok"]
+
+
+@pytest.mark.parametrize("text", ["[]", "null", "1", '"x"'])
+def test_settings_that_are_not_an_object_get_a_message(app: LiveApp, text: str) -> None:
+    from websockets.sync.client import connect
+
+    with connect(app.url.replace("http", "ws") + "/ws/webcam") as ws:
+        ws.send(text)
+        assert json.loads(ws.recv(timeout=30))["error"] == "settings must be a JSON object"
+        ws.send(json.dumps({"model": "tiny"}))  # the socket is still open and usable
+        assert json.loads(ws.recv(timeout=30))["ok"]
+
+
+def test_a_full_queue_whose_reader_died_does_not_block() -> None:
+    from fastnst.app.server import put_unless_done
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=1)
+        await queue.put(asyncio.get_running_loop().create_future())
+
+        async def reader_that_dies() -> None:
+            raise ConnectionError("the client went away")
+
+        reader = asyncio.create_task(reader_that_dies())
+        item = asyncio.get_running_loop().create_future()
+        ok = await asyncio.wait_for(put_unless_done(queue, item, reader), timeout=5)
+        alive = asyncio.create_task(asyncio.sleep(10))
+        queue.get_nowait()
+        fine = await put_unless_done(queue, asyncio.get_running_loop().create_future(), alive)
+        alive.cancel()
+        return ok, item.cancelled(), fine
+
+    ok, cancelled, fine = asyncio.run(scenario())
+    assert not ok and cancelled and fine
+
+
+def test_a_killed_apps_folder_is_removed_at_the_next_start(tmp_path: Path) -> None:
+    from fastnst.app.server import WORKDIR_PREFIX, remove_stale_workdirs
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"{WORKDIR_PREFIX}{dead.stdout.strip()}-abc"
+    (stale / "spool").mkdir(parents=True)
+    (stale / "spool" / "upload").write_bytes(b"x" * 100)
+    running = tmp_path / f"{WORKDIR_PREFIX}{os.getpid()}-def"
+    running.mkdir()
+    other = tmp_path / "fastnst-app-notapid"
+    other.mkdir()
+    assert remove_stale_workdirs(tmp_path) == [stale]
+    assert not stale.exists() and running.is_dir() and other.is_dir()
