@@ -2,6 +2,7 @@
 conversion cache, and clear errors or a fallback where it cannot run."""
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,74 @@ def test_the_conversion_is_cached_and_a_corrupt_entry_is_rebuilt(tmp_path: Path,
     x = torch.rand(1, 3, 40, 40)
     reference = Stylizer(network(), device="cpu", precision="fp32", engine="torch")
     assert psnr(fast.stylize_tensor(x), reference.stylize_tensor(x)) >= 40
+
+
+@needs_openvino
+@pytest.mark.parametrize("where", ["read-only", "a file", "under /proc"])
+def test_no_usable_cache_folder_still_stylizes(tmp_path: Path, monkeypatch, caplog, where: str) -> None:
+    if where == "read-only":
+        cache = tmp_path / "ro"
+        cache.mkdir()
+        cache.chmod(0o500)
+        if os.access(cache, os.W_OK):  # root ignores permission bits: a read-only mount is what it can't write
+            pytest.skip("this user can write to read-only folders")
+    elif where == "a file":
+        cache = tmp_path / "cache"
+        cache.mkdir()
+        (cache / "openvino").write_text("not a folder")
+    else:
+        cache = Path("/proc/self/no-such-place")
+    monkeypatch.setenv("FASTNST_CACHE", str(cache))
+    with caplog.at_level(logging.WARNING):
+        fast = Stylizer(network(), device="cpu", precision="fp32", engine="openvino")
+    assert "cannot write the OpenVINO cache" in caplog.text
+    x = torch.rand(1, 3, 40, 40)
+    reference = Stylizer(network(), device="cpu", precision="fp32", engine="torch")
+    assert psnr(fast.stylize_tensor(x), reference.stylize_tensor(x)) >= 40
+
+
+@needs_openvino
+def test_a_cached_graph_with_a_fixed_input_size_is_rebuilt(tmp_path: Path, monkeypatch, caplog) -> None:
+    import openvino as ov
+
+    monkeypatch.setenv("FASTNST_CACHE", str(tmp_path))
+    Stylizer(network(), device="cpu", precision="fp32", engine="openvino")
+    xml = next(tmp_path.glob("openvino/*-plain.xml"))
+    model = ov.Core().read_model(str(xml))
+    model.reshape([1, 3, 24, 32])  # the right weights, but only the probe's own size
+    fixed = tmp_path / "fixed.xml"
+    ov.save_model(model, str(fixed), compress_to_fp16=False)  # beside it: the entry's .bin is memory-mapped
+    del model
+    fixed.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+    fixed.replace(xml)
+    with caplog.at_level(logging.WARNING):
+        fast = Stylizer(network(), device="cpu", precision="fp32", engine="openvino")
+    assert "rebuilding the OpenVINO cache entry" in caplog.text
+    x = torch.rand(1, 3, 40, 56)
+    reference = Stylizer(network(), device="cpu", precision="fp32", engine="torch")
+    assert psnr(fast.stylize_tensor(x), reference.stylize_tensor(x)) >= 40
+
+
+@needs_openvino
+def test_a_graph_that_fails_its_probe_is_not_kept(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FASTNST_CACHE", str(tmp_path))
+    real_convert = engines.OpenVINOEngine._convert
+
+    torch.manual_seed(5)
+    other = TransformerNet(channels=8, num_residual=2).eval()
+
+    def broken(self, variant):  # a conversion that computes something else: another network's graph
+        mine, self.network = self.network, other
+        try:
+            return real_convert(self, variant)
+        finally:
+            self.network = mine
+
+    monkeypatch.setattr(engines.OpenVINOEngine, "_convert", broken)
+    with pytest.raises(FastNSTError, match="differs from PyTorch") as refused:
+        engines.OpenVINOEngine(network(), "fp32")
+    assert refused.value.param == "engine"
+    assert not list(tmp_path.glob("openvino/*"))  # next run converts afresh instead of re-probing a bad entry
 
 
 def test_openvino_missing_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:

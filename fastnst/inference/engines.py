@@ -100,7 +100,12 @@ class OpenVINOEngine:
                     except Exception:  # a truncated, foreign or wrong entry: never trusted, rebuilt
                         log.warning("rebuilding the OpenVINO cache entry %s", path.name)
                 if compiled is None:
-                    compiled = self._checked(self._convert_and_save(variant, path), variant)
+                    try:
+                        compiled = self._checked(self._convert_and_save(variant, path), variant)
+                    except FastNSTError:  # a graph that failed its probe must not be found next time
+                        for stale in (path, path.with_suffix(".bin")):
+                            stale.unlink(missing_ok=True)
+                        raise
                 self._compiled[variant] = compiled
             return self._compiled[variant]
 
@@ -117,6 +122,12 @@ class OpenVINOEngine:
         """Compile ``model`` and compare it with PyTorch on a probe image; raises if they disagree."""
         import openvino as ov
 
+        # The flag to blame when this graph is refused: an INT8 graph is a --precision choice.
+        param = "precision" if self._int8(variant) else "engine"
+        shape = model.input(0).get_partial_shape()
+        if not (shape.rank.is_static and shape.rank.get_length() == 4 and shape[2].is_dynamic
+                and shape[3].is_dynamic):  # a fixed-size graph would pass a probe of that size, then fail
+            raise FastNSTError(f"the OpenVINO graph's input shape {shape} is not dynamic", param=param)
         config = {"INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16", "int8": "f32"}[self.precision]}
         if self.streams > 1:
             config |= {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams}
@@ -124,7 +135,7 @@ class OpenVINOEngine:
             compiled = ov.Core().compile_model(model, "CPU", config)
         except RuntimeError as err:
             raise FastNSTError(f"OpenVINO cannot compile this model ({str(err).splitlines()[0][:160]})",
-                               param="engine") from None
+                               param=param) from None
         # INT8 is probed on a painting (random noise is far from anything it was calibrated for).
         probe = torch.from_numpy(calibration_inputs(1, crops=1, seed=1)[0][0]) if self._int8(variant) \
             else torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(0))
@@ -141,7 +152,7 @@ class OpenVINOEngine:
         limit = {"fp32": 1e-3, "bf16": 0.05, "int8": 0.02}[self.precision]
         if not error <= limit:  # also catches NaN
             raise FastNSTError(f"OpenVINO's result differs from PyTorch's by {error:.3g} on a probe image",
-                               param="engine")
+                               param=param)
         return compiled
 
     def _convert_and_save(self, variant: str, path: Path) -> object:
@@ -150,11 +161,20 @@ class OpenVINOEngine:
         model = self._convert(variant)
         if self._int8(variant):
             model = quantize(model, self.network.num_styles)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.xml")  # shards converting at once never collide
-        ov.save_model(model, str(tmp), compress_to_fp16=False)
-        tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
-        tmp.replace(path)  # the .xml last: an entry whose .xml exists is complete
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ov.save_model(model, str(tmp), compress_to_fp16=False)
+            tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
+            tmp.replace(path)  # the .xml last: an entry whose .xml exists is complete
+        except (OSError, RuntimeError) as err:  # read-only, full or not a folder: run from memory instead
+            log.warning("cannot write the OpenVINO cache in %s (%s); converting in memory each run "
+                        "(set FASTNST_CACHE to a writable folder)", self.cache, getattr(err, "strerror", None) or err)
+            for stale in (tmp, tmp.with_suffix(".bin")):
+                try:
+                    stale.unlink(missing_ok=True)
+                except OSError:
+                    pass
         return model
 
     @staticmethod
