@@ -173,6 +173,16 @@ def test_bad_clips_get_a_message(app: LiveApp, tmp_path: Path) -> None:
     assert app.get("/api/videos/0123/result")[0] == 400
 
 
+def test_a_truncated_clip_is_done_with_a_warning(app: LiveApp, tmp_path: Path) -> None:
+    full = make_clip(tmp_path / "full.mkv", frames=30, audio=False).read_bytes()
+    status, job = app.json("/api/videos", {"model": "tiny"}, {"video": ("cut.mkv", full[: len(full) * 6 // 10])})
+    assert status == 200
+    done = wait_for(app, job["id"])
+    assert done["state"] == "done" and "of 30 frames could not be decoded" in done["warning"], done
+    status, job = app.json("/api/videos", {"model": "tiny"}, {"video": ("whole.mkv", full)})
+    assert wait_for(app, job["id"])["warning"] == ""
+
+
 def test_webcam_frames_come_back_stylized(app: LiveApp, tmp_path: Path) -> None:
     from websockets.sync.client import connect
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fastnst.core.losses import PerceptualLoss, gram_matrix, total_variation
+from fastnst.core.losses import PerceptualLoss, gram_matrix, sliced_palette, total_variation
 from fastnst.core.vgg import VGGFeatures
 
 STYLE_LAYERS = {"relu1_2": 1.0, "relu2_2": 0.5, "relu3_3": 1.0}
@@ -129,6 +129,39 @@ def test_content_target_norm_is_a_relative_error_whatever_the_feature_scale(vgg:
     plain = make_loss(vgg)
     plain.set_style(torch.rand(1, 3, 32, 32))
     assert not torch.allclose(plain(out, content)["content"], expected)
+
+
+def test_the_palette_distance_sees_colours_a_gram_cannot() -> None:
+    torch.manual_seed(5)
+    dirs = torch.randn(3, 64)
+    dirs = dirs / dirs.norm(dim=0, keepdim=True)
+    pixels = torch.rand(1, 500, 3)
+    shuffled = pixels[:, torch.randperm(500)]
+    assert sliced_palette(pixels, shuffled, dirs) == 0  # where the colours are does not matter, which do
+    # Half yellow, half blue against their mean (a green-grey): far apart, though the means agree.
+    yellow_blue = torch.cat([torch.tensor([[0.9, 0.8, 0.1]]).expand(250, 3), torch.tensor([[0.1, 0.2, 0.8]]).expand(250, 3)])
+    mean = yellow_blue.mean(0, keepdim=True).expand(500, 3)
+    assert sliced_palette(mean[None], yellow_blue[None], dirs) > 0.05
+    # Any numbers of pixels compare (quantiles), and the distance is symmetric in the limit.
+    fewer = yellow_blue[::5][None]
+    assert sliced_palette(yellow_blue[None], fewer, dirs) < 1e-3
+
+
+def test_the_palette_term_pulls_each_image_to_its_own_painting(vgg: VGGFeatures) -> None:
+    red, blue = torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32)
+    red[:, 0], blue[:, 2] = 1.0, 1.0
+    loss = PerceptualLoss(vgg, {"relu2_2": 1.0}, STYLE_LAYERS, palette_weight=3.0)
+    loss.set_style([red, blue])
+    out = torch.cat([red, red])
+    terms = loss(out, out, style_index=torch.tensor([0, 1]))
+    # image 0 is judged against red (distance 0), image 1 against blue: the mean of 0 and its distance
+    alone = loss(red, red, style_index=torch.tensor([1]))["palette"]
+    torch.testing.assert_close(terms["palette"], alone / 2)
+    assert alone > 0 and loss.spec["palette_weight"] == 3.0
+    torch.testing.assert_close(terms["total"], terms["content"] + terms["style"] + terms["tv"] + terms["palette"])
+    plain = make_loss(vgg)
+    plain.set_style(red)
+    assert "palette" not in plain(out, out) and plain.spec["palette_weight"] == 0
 
 
 def test_the_temporal_term_is_part_of_the_loss(vgg: VGGFeatures) -> None:

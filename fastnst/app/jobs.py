@@ -33,10 +33,11 @@ class VideoJob:
     frames: int = 0
     total: int = 0
     error: str = ""
+    warning: str = ""  # a clip that was only partly read is "done", with this said in the page
 
     def status(self) -> dict:
         return {"id": self.id, "state": self.state, "frames": self.frames, "total": self.total,
-                "error": self.error}
+                "error": self.error, "warning": self.warning}
 
 
 class VideoJobs:
@@ -88,7 +89,8 @@ class VideoJobs:
                 return
             job.state = "running"
             try:
-                stylize_video(stylizer(), job.source, job.target, options, progress=self._progress(job))
+                report = stylize_video(stylizer(), job.source, job.target, options, progress=self._progress(job))
+                job.warning = report.warning or ""
                 job.state = "done"
             except Cancelled:
                 return

@@ -22,6 +22,8 @@ from fastnst.core.vgg import VGGFeatures
 log = logging.getLogger(__name__)
 STYLE_NORMS = ("none", "target")
 CONTENT_NORMS = ("none", "target")
+PALETTE_PIXELS = 16384  # the painting's colours kept for the palette term
+PALETTE_DIRECTIONS = 64  # fixed projections: RGB is 3-D, 64 directions cover its sphere densely
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -43,15 +45,32 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
         return (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean() + (x[..., :, 1:] - x[..., :, :-1]).pow(2).mean()
 
 
+def sliced_palette(pixels: torch.Tensor, targets: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Sliced Wasserstein-2 distance between each image's colours and its target colours (Heitz et al.
+    2021, on RGB pixels): both projected on ``directions`` (3, K), sorted, and compared quantile by
+    quantile. ``pixels`` (N, P, 3), ``targets`` (N, Q, 3), any P and Q; returns the mean squared
+    difference. A Gram matrix sees a colour distribution's first two moments; this sees all of it, so
+    the painting's yellows land on some pixels instead of its average blue landing on all of them."""
+    with torch.autocast(device_type=pixels.device.type, enabled=False):
+        mine = (pixels.float() @ directions).sort(dim=1).values  # (N, P, K)
+        theirs = (targets.float() @ directions).sort(dim=1).values  # (N, Q, K)
+        p, q = mine.shape[1], theirs.shape[1]
+        index = ((torch.arange(p, device=pixels.device) + 0.5) * (q / p)).long().clamp_max(q - 1)
+        return (mine - theirs[:, index]).pow(2).mean()
+
+
 class PerceptualLoss(nn.Module):
     """``content_weight·Σ content MSE + style_weight·Σ_l w_l·‖G_l(out) − G_l(style)‖²/n_l + tv_weight·TV
-    + temporal_weight·temporal``.
+    + palette_weight·palette + temporal_weight·temporal``.
 
     ``style_norm``: ``none`` (n_l = 1, Johnson et al.) or ``target`` (n_l = mean(G_l(style)²), so each
     layer's term is a relative error). A VGG's Gram magnitudes span orders of magnitude from relu1_2 to
     relu4_3 (measured: 1e-4 to 1e-12 with the stand-in VGG), so with ``none`` the shallowest layer
     (colour, fine grain) decides the style alone and the deep layers (strokes, motifs) count for
     nothing; ``target`` lets every layer count as its weight says, whatever the VGG's scale.
+
+    ``palette_weight`` adds ``sliced_palette`` between the output's pixels and the painting's: the
+    colours of the painting, not only their mean and covariance (see ``sliced_palette``).
 
     ``content_norm``: ``none`` (Johnson et al.'s MSE) or ``target`` (the MSE divided by the mean square
     of the photo's features, a relative error). On the ImageNet VGG16 the photo's relu2_2 features
@@ -66,14 +85,15 @@ class PerceptualLoss(nn.Module):
     def __init__(self, vgg: VGGFeatures, content_layers: Mapping[str, float],
                  style_layers: Mapping[str, float], content_weight: float = 1.0,
                  style_weight: float = 1e5, tv_weight: float = 0.0, temporal_weight: float = 0.0,
-                 style_norm: str = "none", content_norm: str = "none") -> None:
+                 style_norm: str = "none", content_norm: str = "none", palette_weight: float = 0.0) -> None:
         super().__init__()
         if style_norm not in STYLE_NORMS:
             raise FastNSTError(f"style_norm must be one of {', '.join(STYLE_NORMS)}, got {style_norm!r}")
         if content_norm not in CONTENT_NORMS:
             raise FastNSTError(f"content_norm must be one of {', '.join(CONTENT_NORMS)}, got {content_norm!r}")
         for name, value in {"content_weight": content_weight, "style_weight": style_weight,
-                            "tv_weight": tv_weight, "temporal_weight": temporal_weight}.items():
+                            "tv_weight": tv_weight, "temporal_weight": temporal_weight,
+                            "palette_weight": palette_weight}.items():
             if not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
                 raise FastNSTError(f"{name} must be a finite number >= 0, got {value!r}")
         self.vgg = vgg
@@ -81,6 +101,7 @@ class PerceptualLoss(nn.Module):
         self.style_layers = dict(style_layers)
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
         self.temporal_weight, self.style_norm, self.content_norm = temporal_weight, style_norm, content_norm
+        self.palette_weight = palette_weight
         self._all_layers = list(dict.fromkeys([*self.content_layers, *self.style_layers]))
 
     @classmethod
@@ -88,7 +109,7 @@ class PerceptualLoss(nn.Module):
                   content_layers: Mapping[str, float] | None = None, style_layers: Mapping[str, float] | None = None,
                   content_weight: float = 1.0, style_weight: float = 1e5, tv_weight: float = 0.0,
                   temporal_weight: float = 0.0, style_norm: str = "none", content_norm: str = "none",
-                  seed: int = 0) -> PerceptualLoss:
+                  palette_weight: float = 0.0, seed: int = 0) -> PerceptualLoss:
         """Build the loss and its VGG from plain values (a ``conf/loss`` group, or a model file's
         ``loss`` metadata). ``vgg_weights``: ``imagenet``, ``random`` (seeded; tests only) or a path."""
         content_layers = dict(content_layers or {"relu2_2": 1.0})
@@ -97,7 +118,7 @@ class PerceptualLoss(nn.Module):
             log.warning("RANDOM VGG WEIGHTS: results will not look like the style (tests and smoke runs only)")
         features = VGGFeatures(vgg, [*content_layers, *style_layers], weights=str(vgg_weights), seed=seed)
         return cls(features, content_layers, style_layers, content_weight, style_weight, tv_weight,
-                   temporal_weight, style_norm, content_norm)
+                   temporal_weight, style_norm, content_norm, palette_weight)
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -106,7 +127,8 @@ class PerceptualLoss(nn.Module):
                 "content_layers": self.content_layers, "style_layers": self.style_layers,
                 "content_weight": self.content_weight, "style_weight": self.style_weight,
                 "tv_weight": self.tv_weight, "temporal_weight": self.temporal_weight,
-                "style_norm": self.style_norm, "content_norm": self.content_norm}
+                "style_norm": self.style_norm, "content_norm": self.content_norm,
+                "palette_weight": self.palette_weight}
 
     @torch.no_grad()
     def set_style(self, style: torch.Tensor | Sequence[torch.Tensor]) -> None:
@@ -121,6 +143,17 @@ class PerceptualLoss(nn.Module):
                 else torch.ones(len(styles))
             self.register_buffer(f"gram_{name}", gram, persistent=False)
             self.register_buffer(f"gram_norm_{name}", norm.to(gram), persistent=False)
+        # The same number of pixels from each painting (any sizes), drawn once with a fixed seed.
+        g = torch.Generator().manual_seed(0)
+        pixels = []
+        for s in styles:
+            flat = s[0].reshape(3, -1).T
+            pixels.append(flat[torch.randint(len(flat), (PALETTE_PIXELS,), generator=g).to(flat.device)])
+        self.register_buffer("style_pixels", torch.stack(pixels).float(), persistent=False)
+        # Fixed (not redrawn per call), so the objective is deterministic: L-BFGS in the Gatys loop needs that.
+        directions = torch.randn(3, PALETTE_DIRECTIONS, generator=g)
+        self.register_buffer("palette_directions", (directions / directions.norm(dim=0, keepdim=True)).to(
+            self.style_pixels), persistent=False)
 
     @property
     def has_style(self) -> bool:
@@ -174,12 +207,20 @@ class PerceptualLoss(nn.Module):
             terms["style"] = style_loss
             terms["tv"] = self.tv_weight * total_variation(output)
             terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+            if self.palette_weight > 0:
+                terms["palette"] = self.palette_weight * self._palette(output, style_index)
+                terms["total"] = terms["total"] + terms["palette"]
         if self.temporal_weight > 0:
             if network is None or content is None:
                 raise ValueError("the temporal term needs the network and the content batch")
             terms["temporal"] = self.temporal_weight * temporal_loss(network, content, output)
             terms["total"] = terms["total"] + terms["temporal"]
         return terms
+
+    def _palette(self, output: torch.Tensor, style_index: torch.Tensor | None) -> torch.Tensor:
+        targets = self.style_pixels[:1].expand(len(output), -1, -1) if style_index is None \
+            else self.style_pixels[style_index]
+        return sliced_palette(output.flatten(2).transpose(1, 2), targets, self.palette_directions)
 
     def _content_error(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         err = F.mse_loss(features, target)

@@ -80,6 +80,14 @@ class VideoReport:
     audio: str  # "copied", "re-encoded" or "none"
     size: tuple[int, int]
 
+    @property
+    def warning(self) -> str | None:
+        """What a user should know about a clip that was only partly read, or None."""
+        lost = self.expected_frames - self.frames
+        if lost <= 0:
+            return None
+        return f"{lost} of {self.expected_frames} frames could not be decoded (truncated?); stylized the rest"
+
 
 def stylize_video(stylizer: Stylizer, src: Path, dst: Path, options: StylizeOptions = StylizeOptions(),
                   video: VideoOptions = VideoOptions(),
@@ -95,10 +103,8 @@ def stylize_video(stylizer: Stylizer, src: Path, dst: Path, options: StylizeOpti
         raise FastNSTError(f"cannot write {dst}: {err.strerror or err}; nothing was left behind") from None
     finally:
         src_in.close()
-    lost = report.expected_frames - report.frames
-    if lost > 0:
-        print(f"warning: {src}: {lost} of {report.expected_frames} frames could not be decoded "
-              "(truncated?); stylized the rest", file=sys.stderr)
+    if report.warning:
+        log.warning("%s: %s", src, report.warning)
     return report
 
 

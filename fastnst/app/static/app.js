@@ -309,6 +309,7 @@ async function pollVideo(id, result, name) {
   if (job.state === "done") {
     $("video-progress").value = 1;
     $("video-status").textContent = `${name}: ${job.frames} frames stylized`;
+    if (job.warning) showMessage(`${name}: ${job.warning}`);
     $("video-result").src = result;
     $("video-result").hidden = false;
     Object.assign($("video-download"), { href: result, hidden: false });
