@@ -162,3 +162,24 @@ def test_bad_options_are_refused() -> None:
         StylizeOptions(strength=1.5)
     with pytest.raises(FastNSTError, match="tile"):
         StylizeOptions(tile=16)
+
+
+def test_cancel_stops_a_tiled_image_at_the_next_tile(stylizer: Stylizer) -> None:
+    """What the web app uses to stop work for a client that went away."""
+    calls = []
+
+    class Gone(Exception):
+        pass
+
+    def cancel() -> None:
+        calls.append(1)
+        if len(calls) > 3:
+            raise Gone
+
+    x = torch.rand(1, 3, 96, 128)
+    with pytest.raises(Gone):
+        stylizer.stylize_tensor(x, StylizeOptions(tile=32, overlap=8), cancel=cancel)
+    assert len(calls) == 4  # once before the work, then before each tile until it said stop
+    calls.clear()
+    whole = stylizer.stylize_tensor(x, StylizeOptions(tile=32, overlap=8), cancel=lambda: calls.append(1))
+    assert len(calls) > 10 and whole.shape == x.shape  # every tile checked when nobody stops it

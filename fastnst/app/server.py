@@ -17,6 +17,7 @@ removed when the app stops.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import logging
@@ -60,6 +61,8 @@ MAX_IMAGE_BYTES = 100 * MB  # a 120-Mpx JPEG fits; the pixel limit is what prote
 MAX_MODEL_BYTES = 64 * MB  # a `johnson` stylizer is 6.7 MB in fp32
 MAX_VIDEO_BYTES = 2048 * MB
 WEBCAM_MAX_PIXELS = 1920 * 1080
+DISCONNECT_POLL_S = 0.5  # how often a running photo request checks that its client is still there
+CANCEL_TILE = 1024  # photos over 4x this squared run in tiles, each a point where a departed client stops them
 PREVIEW_QUALITY = 90
 DEFAULT_MODEL = "starry_night"
 WORKDIR_PREFIX = "fastnst-app-"  # + process id + "-": a killed app's folder is recognised and removed
@@ -114,8 +117,19 @@ def create_app(book: ModelBook, workdir: Path, host: str = "127.0.0.1") -> Starl
         async with photo_lock:
             if await request.is_disconnected():  # the page has asked for something newer already
                 return Response(status_code=204)
-            body, media, name, ms, engine = await run_in_threadpool(
-                stylize_photo, book, chosen, data, upload.filename or "photo")
+            gone = threading.Event()
+            work = asyncio.ensure_future(run_in_threadpool(
+                stylize_photo, book, chosen, data, upload.filename or "photo", gone))
+            # A client that leaves mid-photo (a 110-Mpx image held the lock for 140 s) stops the work
+            # at the next tile, and the next request runs.
+            while not (await asyncio.wait({work}, timeout=DISCONNECT_POLL_S))[0]:
+                if await request.is_disconnected():
+                    gone.set()
+            try:
+                body, media, name, ms, engine = await work
+            except ClientGone:
+                log.info("a client left before its photo was done: stopped")
+                return Response(status_code=204)
         headers = {"X-Fastnst-Ms": f"{ms:.0f}", "X-Fastnst-Engine": engine,
                    "Cache-Control": "no-store"}
         if chosen.options.max_size is None:
@@ -260,13 +274,27 @@ def copy_upload(upload: UploadFile, target: Path) -> None:
         shutil.copyfileobj(upload.file, out, 4 * MB)
 
 
-def stylize_photo(book: ModelBook, chosen: Settings, data: bytes, filename: str) -> tuple[bytes, str, str, float, str]:
-    """-> (encoded image, media type, download name, milliseconds spent stylizing, engine)."""
+class ClientGone(Exception):
+    """The client of a photo request went away: its work is abandoned."""
+
+
+def stylize_photo(book: ModelBook, chosen: Settings, data: bytes, filename: str,
+                  gone: threading.Event | None = None) -> tuple[bytes, str, str, float, str]:
+    """-> (encoded image, media type, download name, milliseconds spent stylizing, engine).
+    ``gone`` set: raise ClientGone at the next tile (large photos are tiled so that it comes soon)."""
     stylizer = book.stylizer(chosen.model)
     label = stylizer.style_label(chosen.options.style)
     image = decode_image(data, filename, MAX_IMAGE_PIXELS, chosen.options.max_size)
+    options = chosen.options
+    if options.tile is None and image.width * image.height > CANCEL_TILE ** 2 * 4:
+        options = dataclasses.replace(options, tile=CANCEL_TILE)
+
+    def cancel() -> None:
+        if gone is not None and gone.is_set():
+            raise ClientGone
+
     start = time.perf_counter()
-    result = stylizer.stylize(image, chosen.options)
+    result = stylizer.stylize(image, options, cancel)
     ms = (time.perf_counter() - start) * 1000
     full = chosen.options.max_size is None
     # Previews as JPEG (fast to encode and send); downloads keep the photo's format where it is lossy

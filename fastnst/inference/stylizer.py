@@ -9,6 +9,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -173,9 +174,13 @@ class Stylizer:
 
     @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor, options: StylizeOptions = StylizeOptions(),
-                       style: torch.Tensor | None = None) -> torch.Tensor:
+                       style: torch.Tensor | None = None, cancel: Callable[[], None] | None = None) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] on any device -> (N, 3, H, W) float32 in [0, 1] on the same device.
-        ``style``: blend weights (S,) or per image (N, S), overriding ``options.style`` (video morphs)."""
+        ``style``: blend weights (S,) or per image (N, S), overriding ``options.style`` (video morphs).
+        ``cancel``: called before each network pass (each tile of a tiled image); what it raises stops
+        the work and propagates."""
+        if cancel is not None:
+            cancel()
         if style is None:
             weights = self.style_weights(options.style)
             if isinstance(weights, Morph):
@@ -191,8 +196,8 @@ class Stylizer:
         inp = resize(x, net_size) if net_size != (h, w) else x
         tile = self._auto_tile(net_size, x.shape[0]) if options.tile is None else options.tile
         if tile and max(net_size) > tile:
-            y = torch.cat([self._run_tiled(inp[i:i + 1], tile, options.overlap, None if style is None else style[i])
-                           for i in range(x.shape[0])])
+            y = torch.cat([self._run_tiled(inp[i:i + 1], tile, options.overlap, None if style is None else style[i],
+                                           cancel) for i in range(x.shape[0])])
         else:
             y = self.run_network(inp, style).float().to(x.device)
         y = y.clamp(0, 1)
@@ -211,7 +216,8 @@ class Stylizer:
         log.info("image too large to run whole (%.1f GB needed): tiling at 1024 px", need / 1e9)
         return 1024
 
-    def _run_tiled(self, x: torch.Tensor, tile: int, overlap: int, style: torch.Tensor | None) -> torch.Tensor:
+    def _run_tiled(self, x: torch.Tensor, tile: int, overlap: int, style: torch.Tensor | None,
+                   cancel: Callable[[], None] | None = None) -> torch.Tensor:
         small = fit_long_side(x, STATS_SIZE, upscale=False)
 
         def network(t: torch.Tensor) -> torch.Tensor:
@@ -220,17 +226,18 @@ class Stylizer:
         stats = measure_norm_stats(network, small.to(self.device, self.dtype), modules=self.network)
         if self.openvino is not None:  # the graph variant that takes the statistics as inputs
             engine = self.openvino
-            return run_tiled(lambda t: engine(t, style, stats), x, tile, overlap, self.device, torch.float32)
+            return run_tiled(lambda t: engine(t, style, stats), x, tile, overlap, self.device, torch.float32, cancel)
         with fixed_norm_stats(self.network, stats):
-            return run_tiled(network, x, tile, overlap, self.device, self.dtype)
+            return run_tiled(network, x, tile, overlap, self.device, self.dtype, cancel)
 
-    def stylize(self, image: Image.Image, options: StylizeOptions | None = None, **kwargs: Any) -> Image.Image:
+    def stylize(self, image: Image.Image, options: StylizeOptions | None = None,
+                cancel: Callable[[], None] | None = None, **kwargs: Any) -> Image.Image:
         """Stylize a Pillow image of any mode; alpha is kept, the result is RGB(A).
-        Keyword arguments are ``StylizeOptions`` fields."""
-        return self.stylize_many([image], options, **kwargs)[0]
+        Keyword arguments are ``StylizeOptions`` fields; ``cancel`` as in ``stylize_tensor``."""
+        return self.stylize_many([image], options, cancel, **kwargs)[0]
 
     def stylize_many(self, images: list[Image.Image], options: StylizeOptions | None = None,
-                     **kwargs: Any) -> list[Image.Image]:
+                     cancel: Callable[[], None] | None = None, **kwargs: Any) -> list[Image.Image]:
         """Stylize several images; images of one size go through the network as one batch."""
         if options is not None and kwargs:
             raise TypeError("pass either options or keyword arguments, not both")
@@ -241,7 +248,7 @@ class Stylizer:
         for i, (x, _) in enumerate(prepared):
             by_size.setdefault(tuple(x.shape[-2:]), []).append(i)
         for indices in by_size.values():
-            y = self.stylize_tensor(torch.cat([prepared[i][0] for i in indices]), options)
+            y = self.stylize_tensor(torch.cat([prepared[i][0] for i in indices]), options, cancel=cancel)
             for j, i in enumerate(indices):
                 results[i] = _finish(to_pil(y[j]), prepared[i][1])
         return results  # type: ignore[return-value]

@@ -81,10 +81,11 @@ def _ramp(length: int, before: int, after: int) -> torch.Tensor:
 
 
 def run_tiled(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int,
-              device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+              device: torch.device, dtype: torch.dtype, check: Callable[[], None] | None = None) -> torch.Tensor:
     """Apply ``network`` to ``x`` (1, 3, H, W, on any device) tile by tile; returns (1, 3, H, W)
     float32 on x's device. Each tile is run on up to (tile + 2·overlap)² px. Norm statistics must
-    already be fixed (``fixed_norm_stats``)."""
+    already be fixed (``fixed_norm_stats``). ``check`` is called before each tile: an exception it
+    raises abandons the image (the web app stops work for a client that has gone)."""
     _, _, h, w = x.shape
     overlap = min(overlap, tile // 2)
     out = torch.zeros(1, 3, h, w, dtype=torch.float32, device=x.device)
@@ -92,6 +93,8 @@ def run_tiled(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
     rows, cols = _starts(h, tile, overlap), _starts(w, tile, overlap)
     for top in rows:
         for left in cols:
+            if check is not None:
+                check()
             # The last tile of a row/column runs to the edge (up to STRIDE - 1 px over `tile`).
             th = h - top if top == rows[-1] else min(tile, h - top)
             tw = w - left if left == cols[-1] else min(tile, w - left)
