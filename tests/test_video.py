@@ -120,6 +120,19 @@ def test_gif_in_gif_out(stylizer: Stylizer, tmp_path: Path) -> None:
     assert np.abs(np.asarray(out.convert("RGB"), float) - expected).mean() < 6
 
 
+def test_gif_keeps_every_frames_delay_the_last_too(stylizer: Stylizer, tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (40, 30), (40 * i, 100, 200 - 40 * i)) for i in range(5)]
+    delays = [60, 60, 60, 60, 100]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=delays, loop=0)
+    assert main(["stylize", str(tmp_path / "anim.gif"), "--model", str(stylizer_path(tmp_path))]) == 0
+    out = Image.open(tmp_path / "anim_toy.gif")
+    got = []
+    for i in range(out.n_frames):
+        out.seek(i)
+        got.append(out.info["duration"])
+    assert got == delays
+
+
 def stylizer_path(tmp_path: Path) -> Path:
     return tmp_path / "toy.safetensors"
 

@@ -381,6 +381,10 @@ class _EncoderState:
             frame.time_base = self.in_v.time_base
             self.count += 1
             for packet in self.stream.encode(frame):
+                # GIF's muxer times each frame by the next one's timestamp, and the last by its packet's
+                # duration, which its encoder leaves unset (the last frame took the one before's delay).
+                if self.codec == "gif" and not packet.duration and getattr(src_frame, "duration", None):
+                    packet.duration = src_frame.duration
                 self.out.mux(packet)
 
     def _style(self, n: int) -> torch.Tensor | None:
