@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from judge import STYLE_LAYERS, Judge, geomean
 from PIL import Image, ImageDraw, ImageOps
 
 from fastnst.core.images import find_images, fit_long_side, load_rgb, to_pil
@@ -33,7 +34,6 @@ from fastnst.inference.stylizer import StylizeOptions, Stylizer
 from fastnst.training.gatys import GatysOptions, optimize
 
 from common import model_loss
-from judge import STYLE_LAYERS, Judge, geomean
 
 KEYS = [*STYLE_LAYERS, "palette", "content"]
 GOALS = {**{k: 1.0 for k in STYLE_LAYERS}, "palette": 1.25, "content": 1.1}

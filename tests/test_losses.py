@@ -139,7 +139,8 @@ def test_the_palette_distance_sees_colours_a_gram_cannot() -> None:
     shuffled = pixels[:, torch.randperm(500)]
     assert sliced_palette(pixels, shuffled, dirs) == 0  # where the colours are does not matter, which do
     # Half yellow, half blue against their mean (a green-grey): far apart, though the means agree.
-    yellow_blue = torch.cat([torch.tensor([[0.9, 0.8, 0.1]]).expand(250, 3), torch.tensor([[0.1, 0.2, 0.8]]).expand(250, 3)])
+    yellow, blue = torch.tensor([[0.9, 0.8, 0.1]]), torch.tensor([[0.1, 0.2, 0.8]])
+    yellow_blue = torch.cat([yellow.expand(250, 3), blue.expand(250, 3)])
     mean = yellow_blue.mean(0, keepdim=True).expand(500, 3)
     assert sliced_palette(mean[None], yellow_blue[None], dirs) > 0.05
     # Any numbers of pixels compare (quantiles), and the distance is symmetric in the limit.

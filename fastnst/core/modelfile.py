@@ -90,7 +90,8 @@ class ModelMeta:
         _check_types(self)
         if not plain_name(self.style_name):
             raise FastNSTError(f"style name {self.style_name[:80]!r} is not a plain name (letters, digits, "
-                               "space, _ . + -, at most 64 characters, no path separators, no '..')", param="style_name")
+                               "space, _ . + -, at most 64 characters, no path separators, no '..')",
+                               param="style_name")
         for key, (low, high) in NETWORK_LIMITS.items():
             value = self.network.get(key)
             if value is not None and not (isinstance(value, int) and low <= value <= high):

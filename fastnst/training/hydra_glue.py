@@ -87,6 +87,7 @@ HYDRA_KEYS = {"root": "data.root", "cache": "data.cache", "vgg_weights": "loss.v
               "style_norm": "loss.style_norm", "content_norm": "loss.content_norm",
               "content_weight": "loss.content_weight",
               "style_weight": "loss.style_weight", "tv_weight": "loss.tv_weight",
+              "palette_weight": "loss.palette_weight",
               "temporal_weight": "loss.temporal_weight", "style_name": "style.name", "ckpt_path": "ckpt_path",
               "styles": "styles", "init_from": "init_from",
               "content": "content", "device": "device", "steps": "gatys.steps", "lr": "gatys.lr",
@@ -100,12 +101,14 @@ TRAIN_NUMBERS = {"trainer.max_steps": (int, 1, True), "data.image_size": (int, 1
                  "data.batch_size": (int, 1, True), "data.num_workers": (int, 0, True), "data.num_val": (int, 1, True),
                  "style.size": (int, 16, True), "loss.content_weight": (float, 0, True),
                  "loss.style_weight": (float, 0, True), "loss.tv_weight": (float, 0, True),
-                 "loss.temporal_weight": (float, 0, True), "optimizer.lr": (float, 0, False),
+                 "loss.palette_weight": (float, 0, True), "loss.temporal_weight": (float, 0, True),
+                 "optimizer.lr": (float, 0, False),
                  "checkpoint_every_n_steps": (int, 1, True), "nan_check_every_n_steps": (int, 1, True),
                  "seed": (int, 0, True)}
 GATYS_NUMBERS = {"gatys.steps": (int, 1, True), "gatys.lr": (float, 0, False), "image_size": (int, 8, True),
                  "style.size": (int, 16, True), "loss.content_weight": (float, 0, True),
-                 "loss.style_weight": (float, 0, True), "loss.tv_weight": (float, 0, True), "seed": (int, 0, True)}
+                 "loss.style_weight": (float, 0, True), "loss.tv_weight": (float, 0, True),
+                 "loss.palette_weight": (float, 0, True), "seed": (int, 0, True)}
 
 
 def check_numbers(cfg: DictConfig, spec: dict[str, tuple[type, float, bool]]) -> None:

@@ -201,7 +201,7 @@ def _network(cfg: DictConfig, names: list[str]) -> NetworkPlan:
 
 def _warn_on_style_weights(cfg: DictConfig, styles: list[DictConfig]) -> None:
     """A multi-style run has one set of loss weights (``loss.*``); say so when the styles' own differ."""
-    for key in ("content_weight", "style_weight", "tv_weight"):
+    for key in ("content_weight", "style_weight", "tv_weight", "palette_weight"):
         values = {float(s[key]) for s in styles if key in s}
         if len(values) > 1:
             log.warning("styles differ in %s (%s); this run uses loss.%s=%s for all of them", key,
