@@ -59,7 +59,10 @@ def test_each_shipped_starter_is_small_honest_and_works(name: str) -> None:
     network, meta = load_network(path)
     assert meta.style_name == name
     assert set(meta.style_names) <= set(builtin_styles())  # every style is a painting that ships
-    assert "steps" in meta.description and "vgg16_standin" in meta.description and meta.steps
+    # Trained on the real ImageNet VGG16, with the recipe in the metadata (`fastnst info` shows it).
+    assert "steps" in meta.description and "vgg16_imagenet" in meta.description and meta.steps
+    assert meta.loss["vgg_weights"] == "vgg16_imagenet.safetensors"
+    assert meta.loss["content_norm"] == meta.loss["style_norm"] == "target" and meta.image_size
     assert path.stat().st_size < 1_000_000  # fp16 johnson_small
     x = torch.rand(1, 3, 48, 64)
     with torch.no_grad():

@@ -186,7 +186,8 @@ def cmd_info(args: argparse.Namespace) -> int:
                      f"{loss.get('content_weight')}×{list(loss.get('content_layers', {}))} "
                      f"(norm {loss.get('content_norm', 'none')}), style "
                      f"{loss.get('style_weight')}×{list(loss.get('style_layers', {}))} "
-                     f"(norm {loss.get('style_norm', 'none')}), tv {loss.get('tv_weight')}"),
+                     f"(norm {loss.get('style_norm', 'none')}), tv {loss.get('tv_weight')}, "
+                     f"palette {loss.get('palette_weight', 0.0)}"),
             ("temporal weight", meta.temporal_weight), ("description", meta.description or "-"),
             ("fastnst version", meta.fastnst_version)]
     for key, value in rows:
