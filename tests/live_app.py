@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -130,3 +131,10 @@ def request(url: str, fields: dict[str, str] | None = None,
             return response.status, response.read(), dict(response.headers)
     except urllib.error.HTTPError as err:
         return err.code, err.read(), dict(err.headers)
+
+
+def served(tmp_path_factory) -> Iterator[LiveApp]:
+    """The app over ``app_models``, served for a test module: ``yield from served(tmp_path_factory)``."""
+    root = tmp_path_factory.mktemp("app")
+    with LiveApp(app_models(root / "models"), root / "work") as live:
+        yield live

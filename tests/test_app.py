@@ -20,15 +20,13 @@ from PIL import Image
 
 pytest.importorskip("starlette", reason="the web app needs the [app] extra: pip install -e '.[app]'")
 
-from live_app import STYLES, LiveApp, app_models, make_clip, request, small_model  # noqa: E402
+from live_app import STYLES, LiveApp, make_clip, request, served, small_model  # noqa: E402
 from samples import make_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory) -> LiveApp:
-    root = tmp_path_factory.mktemp("app")
-    with LiveApp(app_models(root / "models"), root / "work") as live:
-        yield live
+    yield from served(tmp_path_factory)
 
 
 def photo_bytes(tmp_path: Path, size: tuple[int, int] = (64, 48), ext: str = "png") -> bytes:

@@ -16,14 +16,12 @@ import pytest
 
 pytest.importorskip("starlette", reason="the web app needs the [app] extra: pip install -e '.[app]'")
 
-from live_app import LiveApp, app_models  # noqa: E402
+from live_app import LiveApp, served  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory) -> LiveApp:
-    root = tmp_path_factory.mktemp("app")
-    with LiveApp(app_models(root / "models"), root / "work") as live:
-        yield live
+    yield from served(tmp_path_factory)
 
 
 def port(app: LiveApp) -> int:

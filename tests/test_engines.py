@@ -51,6 +51,13 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(255.0 ** 2 / mse)).item()
 
 
+def assert_paints_like_pytorch(fast: Stylizer, size: tuple[int, int]) -> None:
+    """``fast`` (on OpenVINO, the test ``network()``) against PyTorch fp32 on a random image of ``size``."""
+    x = torch.rand(1, 3, *size)
+    reference = Stylizer(network(), device="cpu", precision="fp32", engine="torch")
+    assert psnr(fast.stylize_tensor(x), reference.stylize_tensor(x)) >= 40
+
+
 def pair(styles: int = 1) -> tuple[Stylizer, Stylizer]:
     net, meta = network(styles), ModelMeta(style_name="m", styles=["a", "b", "c"][:styles] if styles > 1 else [])
     return (Stylizer(net, meta, device="cpu", precision="fp32", engine="openvino"),
@@ -102,9 +109,7 @@ def test_the_conversion_is_cached_and_a_corrupt_entry_is_rebuilt(tmp_path: Path,
         fast = Stylizer(network(), device="cpu", precision="fp32", engine="openvino")
     assert "rebuilding the OpenVINO cache entry" in caplog.text
     assert entries[0].stat().st_size > 64
-    x = torch.rand(1, 3, 40, 40)
-    reference = Stylizer(network(), device="cpu", precision="fp32", engine="torch")
-    assert psnr(fast.stylize_tensor(x), reference.stylize_tensor(x)) >= 40
+    assert_paints_like_pytorch(fast, (40, 40))
 
 
 @needs_openvino
@@ -126,9 +131,7 @@ def test_no_usable_cache_folder_still_stylizes(tmp_path: Path, monkeypatch, capl
     with caplog.at_level(logging.WARNING):
         fast = Stylizer(network(), device="cpu", precision="fp32", engine="openvino")
     assert "cannot write the OpenVINO cache" in caplog.text
-    x = torch.rand(1, 3, 40, 40)
-    reference = Stylizer(network(), device="cpu", precision="fp32", engine="torch")
-    assert psnr(fast.stylize_tensor(x), reference.stylize_tensor(x)) >= 40
+    assert_paints_like_pytorch(fast, (40, 40))
 
 
 @needs_openvino
@@ -148,9 +151,7 @@ def test_a_cached_graph_with_a_fixed_input_size_is_rebuilt(tmp_path: Path, monke
     with caplog.at_level(logging.WARNING):
         fast = Stylizer(network(), device="cpu", precision="fp32", engine="openvino")
     assert "rebuilding the OpenVINO cache entry" in caplog.text
-    x = torch.rand(1, 3, 40, 56)
-    reference = Stylizer(network(), device="cpu", precision="fp32", engine="torch")
-    assert psnr(fast.stylize_tensor(x), reference.stylize_tensor(x)) >= 40
+    assert_paints_like_pytorch(fast, (40, 56))
 
 
 @needs_openvino
