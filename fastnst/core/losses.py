@@ -21,7 +21,7 @@ from fastnst.core.vgg import VGGFeatures
 
 log = logging.getLogger(__name__)
 STYLE_NORMS = ("none", "target")
-CONTENT_NORMS = ("none", "target")
+CONTENT_NORMS = STYLE_NORMS  # the same two choices: a raw MSE, or one relative to the target
 PALETTE_PIXELS = 16384  # the painting's colours kept for the palette term
 PALETTE_DIRECTIONS = 64  # fixed projections: RGB is 3-D, 64 directions cover its sphere densely
 
@@ -51,9 +51,19 @@ def sliced_palette(pixels: torch.Tensor, targets: torch.Tensor, directions: torc
     quantile. ``pixels`` (N, P, 3), ``targets`` (N, Q, 3), any P and Q; returns the mean squared
     difference. A Gram matrix sees a colour distribution's first two moments; this sees all of it, so
     the painting's yellows land on some pixels instead of its average blue landing on all of them."""
+    return _palette_distance(pixels, sorted_projections(targets, directions), directions)
+
+
+def sorted_projections(pixels: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """(N, P, 3) pixels -> (N, P, K) their projections on ``directions`` (3, K), sorted along P."""
     with torch.autocast(device_type=pixels.device.type, enabled=False):
-        mine = (pixels.float() @ directions).sort(dim=1).values  # (N, P, K)
-        theirs = (targets.float() @ directions).sort(dim=1).values  # (N, Q, K)
+        return (pixels.float() @ directions).sort(dim=1).values
+
+
+def _palette_distance(pixels: torch.Tensor, theirs: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """``sliced_palette`` with the targets' sorted projections already known (the loss keeps them)."""
+    with torch.autocast(device_type=pixels.device.type, enabled=False):
+        mine = sorted_projections(pixels, directions)
         p, q = mine.shape[1], theirs.shape[1]
         index = ((torch.arange(p, device=pixels.device) + 0.5) * (q / p)).long().clamp_max(q - 1)
         return (mine - theirs[:, index]).pow(2).mean()
@@ -149,11 +159,13 @@ class PerceptualLoss(nn.Module):
         for s in styles:
             flat = s[0].reshape(3, -1).T
             pixels.append(flat[torch.randint(len(flat), (PALETTE_PIXELS,), generator=g).to(flat.device)])
-        self.register_buffer("style_pixels", torch.stack(pixels).float(), persistent=False)
+        style_pixels = torch.stack(pixels).float()
         # Fixed (not redrawn per call), so the objective is deterministic: L-BFGS in the Gatys loop needs that.
         directions = torch.randn(3, PALETTE_DIRECTIONS, generator=g)
-        self.register_buffer("palette_directions", (directions / directions.norm(dim=0, keepdim=True)).to(
-            self.style_pixels), persistent=False)
+        directions = (directions / directions.norm(dim=0, keepdim=True)).to(style_pixels)
+        self.register_buffer("palette_directions", directions, persistent=False)
+        # The paintings' side of the distance never changes: projected and sorted once per run, not per step.
+        self.register_buffer("palette_targets", sorted_projections(style_pixels, directions), persistent=False)
 
     @property
     def has_style(self) -> bool:
@@ -218,9 +230,9 @@ class PerceptualLoss(nn.Module):
         return terms
 
     def _palette(self, output: torch.Tensor, style_index: torch.Tensor | None) -> torch.Tensor:
-        targets = self.style_pixels[:1].expand(len(output), -1, -1) if style_index is None \
-            else self.style_pixels[style_index]
-        return sliced_palette(output.flatten(2).transpose(1, 2), targets, self.palette_directions)
+        targets = self.palette_targets[:1].expand(len(output), -1, -1) if style_index is None \
+            else self.palette_targets[style_index]
+        return _palette_distance(output.flatten(2).transpose(1, 2), targets, self.palette_directions)
 
     def _content_error(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         err = F.mse_loss(features, target)
