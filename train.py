@@ -6,7 +6,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from fastnst.training.hydra_glue import TRAIN_NUMBERS, check_group_choices, check_numbers, guarded
+from fastnst.training.config import TRAIN_NUMBERS, check_group_choices, check_numbers
+from fastnst.training.entry import guarded
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

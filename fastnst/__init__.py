@@ -1,6 +1,8 @@
 """fastnst: fast neural style transfer."""
 
-__version__ = "0.1.0"
+from fastnst.core.version import __version__
+
+__all__ = ["Stylizer", "__version__"]
 
 
 def __getattr__(name: str):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fastnst.core.errors import FastNSTError
 from fastnst.core.modelfile import ModelMeta, load_network, read_metadata, starter_models
+from fastnst.inference.batch import unique_name
 from fastnst.inference.stylizer import Stylizer
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,7 @@ class ModelBook:
             self._add(Entry(self._free_id(path.stem), path, read_metadata(path), starter=False))
 
     def _free_id(self, stem: str) -> str:
-        candidate, n = stem, 1
-        while candidate in self._entries:
-            n += 1
-            candidate = f"{stem}_{n}"
-        return candidate
+        return unique_name(stem, self._entries.__contains__)
 
     def _add(self, entry: Entry) -> Entry:
         self._entries[entry.id] = entry

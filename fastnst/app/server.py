@@ -74,15 +74,18 @@ class Settings:
     options: StylizeOptions
 
 
-def create_app(book: ModelBook, workdir: Path, host: str = "127.0.0.1") -> Starlette:
-    """The ASGI app over ``book``'s models; uploads and results go under ``workdir``. ``host``: the
-    address it listens on; requests naming another Host, or from another site's page, are refused."""
-    jobs = VideoJobs(workdir)
-    photo_lock = asyncio.Lock()  # one photo at a time: two at once would only share the cores
+class Handlers:
+    """The app's request handlers over ``book``'s models, as methods a test can call one by one. Video
+    uploads and results go under ``workdir``."""
 
-    def settings(fields: FormData | dict) -> Settings:
+    def __init__(self, book: ModelBook, workdir: Path) -> None:
+        self.book = book
+        self.jobs = VideoJobs(workdir)
+        self.photo_lock = asyncio.Lock()  # one photo at a time: two at once would only share the cores
+
+    def settings(self, fields: FormData | dict) -> Settings:
         """Form fields or a webcam settings message -> what to stylize with, checked (bad values raise)."""
-        model = str(fields.get("model") or default_model(book))
+        model = str(fields.get("model") or default_model(self.book))
         size = str(fields.get("size") or "full")
         try:
             strength = float(fields.get("strength", 1.0))
@@ -93,33 +96,34 @@ def create_app(book: ModelBook, workdir: Path, host: str = "127.0.0.1") -> Starl
         style = fields.get("style") or None
         options = StylizeOptions(max_size=max_size, strength=strength, preserve_color=preserve,
                                  style=str(style) if style else None)
-        book.check(model)
+        self.book.check(model)
         return Settings(model, options)
 
-    async def index(request: Request) -> HTMLResponse:
+    async def index(self, request: Request) -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
 
-    async def list_models(request: Request) -> JSONResponse:
+    async def list_models(self, request: Request) -> JSONResponse:
+        book = self.book
         return JSONResponse({"models": [book.describe(i) for i in book.ids()], "default": default_model(book)})
 
-    async def add_model(request: Request) -> JSONResponse:
+    async def add_model(self, request: Request) -> JSONResponse:
         form = await read_form(request, MAX_MODEL_BYTES)
         upload = form_file(form, "model", "a model file")
         data = await upload.read()
-        model_id = await run_in_threadpool(book.upload, upload.filename or "model.safetensors", data)
-        return JSONResponse(book.describe(model_id))
+        model_id = await run_in_threadpool(self.book.upload, upload.filename or "model.safetensors", data)
+        return JSONResponse(self.book.describe(model_id))
 
-    async def stylize(request: Request) -> Response:
+    async def stylize(self, request: Request) -> Response:
         form = await read_form(request, MAX_IMAGE_BYTES)
         upload = form_file(form, "image", "a photo")
         data = await upload.read()
-        chosen = settings(form)
-        async with photo_lock:
+        chosen = self.settings(form)
+        async with self.photo_lock:
             if await request.is_disconnected():  # the page has asked for something newer already
                 return Response(status_code=204)
             gone = threading.Event()
             work = asyncio.ensure_future(run_in_threadpool(
-                stylize_photo, book, chosen, data, upload.filename or "photo", gone))
+                stylize_photo, self.book, chosen, data, upload.filename or "photo", gone))
             # A client that leaves mid-photo (a 110-Mpx image held the lock for 140 s) stops the work
             # at the next tile, and the next request runs.
             while not (await asyncio.wait({work}, timeout=DISCONNECT_POLL_S))[0]:
@@ -136,7 +140,7 @@ def create_app(book: ModelBook, workdir: Path, host: str = "127.0.0.1") -> Starl
             headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{urllib.parse.quote(name)}"
         return Response(body, media_type=media, headers=headers)
 
-    async def webcam(ws: WebSocket) -> None:
+    async def webcam(self, ws: WebSocket) -> None:
         await ws.accept()
         chosen = None
         frames: asyncio.Queue = asyncio.Queue(maxsize=2 * LIVE_STREAMS)  # tasks, replied to in arrival order
@@ -148,24 +152,17 @@ def create_app(book: ModelBook, workdir: Path, host: str = "127.0.0.1") -> Starl
                     return
                 try:
                     if message.get("text") is not None:
-                        fields = json.loads(message["text"])
-                        if not isinstance(fields, dict):
-                            raise FastNSTError("settings must be a JSON object")
-                        wanted = settings({**fields, "size": "full"})
-                        stylizer = await run_in_threadpool(book.stylizer, wanted.model, True)
-                        stylizer.style_weights(wanted.options.style)  # a bad style is refused now, once
-                        chosen = wanted  # refused settings leave the frames on the last good ones
-                        await ws.send_json({"ok": True, "engine": stylizer.engine})
+                        chosen = await self.webcam_settings(ws, message["text"])
                     elif message.get("bytes") is not None:
                         if chosen is None:
                             raise FastNSTError("send the settings before the first frame")
                         # Frames run concurrently (the live stylizer takes LIVE_STREAMS at once).
-                        frame = asyncio.ensure_future(run_in_threadpool(stylize_frame, book, chosen, message["bytes"]))
+                        frame = asyncio.ensure_future(run_in_threadpool(stylize_frame, self.book, chosen,
+                                                                        message["bytes"]))
                         if not await put_unless_done(frames, frame, replies):
                             return  # the replies stopped (the client went away without reading)
-                except (FastNSTError, json.JSONDecodeError, AttributeError) as err:
-                    text = str(err) if isinstance(err, FastNSTError) else "settings must be a JSON object"
-                    await ws.send_json({"error": text, "frame": message.get("bytes") is not None})
+                except FastNSTError as err:  # refused settings leave the frames on the last good ones
+                    await ws.send_json({"error": str(err), "frame": message.get("bytes") is not None})
         except WebSocketDisconnect:
             return
         finally:
@@ -173,42 +170,62 @@ def create_app(book: ModelBook, workdir: Path, host: str = "127.0.0.1") -> Starl
             while not frames.empty():  # frames nobody will read: not stylized for nothing
                 frames.get_nowait().cancel()
 
-    async def submit_video(request: Request) -> JSONResponse:
+    async def webcam_settings(self, ws: WebSocket, text: str) -> Settings:
+        """A settings message -> the settings the next frames use, after loading their model (acknowledged)."""
+        try:
+            fields = json.loads(text)
+        except json.JSONDecodeError:
+            fields = None
+        if not isinstance(fields, dict):
+            raise FastNSTError("settings must be a JSON object")
+        wanted = self.settings({**fields, "size": "full"})
+        stylizer = await run_in_threadpool(self.book.stylizer, wanted.model, True)
+        stylizer.style_weights(wanted.options.style)  # a bad style is refused now, once
+        await ws.send_json({"ok": True, "engine": stylizer.engine})
+        return wanted
+
+    async def submit_video(self, request: Request) -> JSONResponse:
         form = await read_form(request, MAX_VIDEO_BYTES)
         upload = form_file(form, "video", "a video clip")
-        chosen = settings(form)
+        chosen = self.settings(form)
+        book = self.book
         stylizer = await run_in_threadpool(book.stylizer, chosen.model)
         label = stylizer.style_label(chosen.options.style)  # checks the style before the clip is queued
         name = Path(upload.filename or "clip.mp4").name
-        job_id, folder = jobs.folder()
+        job_id, folder = self.jobs.folder()
         source = folder / f"input{Path(name).suffix.lower()[:8]}"
         await run_in_threadpool(copy_upload, upload, source)
-        job = jobs.submit(job_id, source, name, lambda: book.stylizer(chosen.model), chosen.options, label)
+        job = self.jobs.submit(job_id, source, name, lambda: book.stylizer(chosen.model), chosen.options, label)
         return JSONResponse({**job.status(), "result": f"/api/videos/{job.id}/result"})
 
-    async def video_status(request: Request) -> JSONResponse:
-        return JSONResponse(jobs.get(request.path_params["job"]).status())
+    async def video_status(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.jobs.get(request.path_params["job"]).status())
 
-    async def video_result(request: Request) -> Response:
-        job = jobs.get(request.path_params["job"])
+    async def video_result(self, request: Request) -> Response:
+        job = self.jobs.get(request.path_params["job"])
         if job.state != "done":
             raise FastNSTError(f"the video is not ready ({job.state})")
         return FileResponse(job.target, filename=job.download_name)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         # Load the default model while the page opens (an OpenVINO conversion takes seconds once).
-        threading.Thread(target=warm_up, args=(book,), daemon=True).start()
+        threading.Thread(target=warm_up, args=(self.book,), daemon=True).start()
         yield
-        await run_in_threadpool(jobs.close)
+        await run_in_threadpool(self.jobs.close)
 
-    routes = [Route("/", index), Route("/api/models", list_models), Route("/api/models", add_model, methods=["POST"]),
-              Route("/api/stylize", stylize, methods=["POST"]), WebSocketRoute("/ws/webcam", webcam),
-              Route("/api/videos", submit_video, methods=["POST"]),
-              Route("/api/videos/{job}", video_status), Route("/api/videos/{job}/result", video_result),
+
+def create_app(book: ModelBook, workdir: Path, host: str = "127.0.0.1") -> Starlette:
+    """The ASGI app over ``book``'s models; uploads and results go under ``workdir``. ``host``: the
+    address it listens on; requests naming another Host, or from another site's page, are refused."""
+    h = Handlers(book, workdir)
+    routes = [Route("/", h.index), Route("/api/models", h.list_models),
+              Route("/api/models", h.add_model, methods=["POST"]), Route("/api/stylize", h.stylize, methods=["POST"]),
+              WebSocketRoute("/ws/webcam", h.webcam), Route("/api/videos", h.submit_video, methods=["POST"]),
+              Route("/api/videos/{job}", h.video_status), Route("/api/videos/{job}/result", h.video_result),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     handlers = {FastNSTError: user_error, Exception: server_error}
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan,  # type: ignore[arg-type]
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=h.lifespan,  # type: ignore[arg-type]
                      middleware=[Middleware(SameOrigin, listen_host=host)])
 
 
@@ -403,28 +420,25 @@ def serve(models: list[Path], host: str = "127.0.0.1", port: int = 8000, device:
     import uvicorn
 
     remove_stale_workdirs(Path(tempfile.gettempdir()))
+    # Starlette spools uploads over 1 MB to anonymous temporary files (unlinked when made): nothing to
+    # clean there, so the process-wide tempfile.tempdir is left alone.
     with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-") as tmp:
         workdir = Path(tmp)
-        (workdir / "spool").mkdir()
-        tempfile.tempdir = str(workdir / "spool")  # where Starlette spools large uploads
+        resolve_device(device)  # an unavailable device or engine fails the start, not the first photo
+        if engine == "openvino" and not openvino_available():
+            raise FastNSTError("the openvino engine is not installed (pip install openvino)", param="engine")
+        book = ModelBook(models, workdir, device, engine)
+        default_model(book)
+        sock = listen(host, port)
+        shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
+        shown = f"[{shown}]" if ":" in shown else shown
+        print(f"fastnst app: http://{shown}:{sock.getsockname()[1]}/  (Ctrl+C stops it)", flush=True)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"warning: listening on {host}: anyone who can reach this machine can use the app "
+                  "and upload files to it", flush=True)
+        config = uvicorn.Config(create_app(book, workdir, host), log_level="warning", ws_max_size=16 * MB)
         try:
-            resolve_device(device)  # an unavailable device or engine fails the start, not the first photo
-            if engine == "openvino" and not openvino_available():
-                raise FastNSTError("the openvino engine is not installed (pip install openvino)", param="engine")
-            book = ModelBook(models, workdir, device, engine)
-            default_model(book)
-            sock = listen(host, port)
-            shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
-            shown = f"[{shown}]" if ":" in shown else shown
-            print(f"fastnst app: http://{shown}:{sock.getsockname()[1]}/  (Ctrl+C stops it)", flush=True)
-            if host not in ("127.0.0.1", "localhost", "::1"):
-                print(f"warning: listening on {host}: anyone who can reach this machine can use the app "
-                      "and upload files to it", flush=True)
-            config = uvicorn.Config(create_app(book, workdir, host), log_level="warning", ws_max_size=16 * MB)
-            try:
-                uvicorn.Server(config).run(sockets=[sock])
-            except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its graceful shutdown: a normal end
-                pass
-            print("fastnst app: stopped", flush=True)
-        finally:
-            tempfile.tempdir = None
+            uvicorn.Server(config).run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its graceful shutdown: a normal end
+            pass
+        print("fastnst app: stopped", flush=True)

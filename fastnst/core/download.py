@@ -1,8 +1,7 @@
-"""Downloads: one helper for style images (cached) and datasets (scripts/download_coco.py)."""
+"""Downloads: one helper for style images (cached) and datasets (scripts/data/download_coco.py)."""
 
 from __future__ import annotations
 
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,13 +10,6 @@ from tqdm import tqdm
 
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import atomic_path
-
-
-def cache_dir() -> Path:
-    """``$FASTNST_CACHE``, else ``$XDG_CACHE_HOME/fastnst``, else ``~/.cache/fastnst``."""
-    if env := os.environ.get("FASTNST_CACHE"):
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "fastnst"
 
 
 def download(url: str, target: Path, timeout: float = 30) -> Path:

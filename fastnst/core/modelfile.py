@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from fastnst import __version__
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import atomic_path
 from fastnst.core.transformer import OUTPUTS, TransformerNet
+from fastnst.core.version import __version__
 
 FORMAT = "fastnst.stylizer"
 FORMAT_VERSION = 2  # 2: temporal_weight moved into `loss`, `description` and network `output` added; 1 loads

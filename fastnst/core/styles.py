@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from fastnst.core.download import cache_dir, download
+from fastnst.core.cache import cache_dir
+from fastnst.core.download import download
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import fit_long_side, load_rgb
 

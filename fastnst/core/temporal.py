@@ -3,7 +3,7 @@
 Training (``loss.temporal_weight``): for each crop x and a small random affine warp W, penalise
 ‖f(W(x)) − W(f(x))‖² where W is defined (inside the image). A network that commutes with small
 motions does not flicker on video, and needs no optical flow at inference. The same warp and
-mask give the flicker metrics of ``scripts/flicker.py``:
+mask give the flicker metrics of ``scripts/quality/flicker.py``:
 
 (a) Warping error on synthetic clips with known motion: frames made from a still image by small
     affine warps; mean squared difference between stylized frame t and stylized frame t−1 warped

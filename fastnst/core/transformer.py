@@ -111,12 +111,9 @@ class TransformerNet(nn.Module):
     convolutions round up and the upsamplings resize back to the exact encoder sizes.
 
     ``output``: ``sigmoid`` squashes the last convolution into (0, 1); ``raw`` leaves it unbounded
-    (pytorch/examples' network, whose output is in 0-255 units; ``stylize`` clamps it). Measured with
-    the stand-in VGG, johnson_small, 128 px, Adam 1e-3: raw outputs in [0, 1] units overshoot for the
-    first steps (training loss 3.8e3, 1.0e3, 390, ... with later spikes) because every Adam step moves
-    the image by what pytorch/examples' moves it in 0-255 units; the sigmoid bounds each step's effect
-    and starts at mid-grey (first losses 9.2, 9.7, 7.8, ...), and reaches a held-out loss 3.5x lower
-    after 200 steps (1.35 vs 4.69).
+    (pytorch/examples' network, whose output is in 0-255 units; ``stylize`` clamps it). The sigmoid
+    bounds how far one Adam step moves the image, so training starts smoothly (docs/training.md has
+    the measurements).
 
     ``num_styles``: how many styles the network paints (conditional instance norm); ``forward`` then
     takes ``style``, blend weights of shape (S,) or (N, S) (default: the first style).

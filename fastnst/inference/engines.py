@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from fastnst.core.download import cache_dir
+from fastnst.core.cache import cache_dir
 from fastnst.core.errors import FastNSTError
 from fastnst.core.transformer import StyleInstanceNorm, TransformerNet
 from fastnst.inference.quantize import calibration_inputs, nncf_available, nncf_version, quantize

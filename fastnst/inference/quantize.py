@@ -4,7 +4,7 @@ quantization tool for OpenVINO, the ``[int8]`` extra).
 Calibration needs images, not the user's: crops of the public-domain paintings that ship with fastnst
 (``fastnst/assets/styles``). That works because every convolution of the network but the first is fed by
 an instance norm, whose output range does not depend on the picture; the first takes pixels in [0, 1].
-Measured on the starters with scripts/engine_quality.py and scripts/bench.py (README, Speed).
+Measured on the starters with scripts/quality/engines.py and scripts/bench/speed.py (docs/speed.md).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def quantize(model: object, num_styles: int) -> object:
     # NNCF's progress bars and notes go to stdout, where `fastnst stylize - ` writes its image: kept out.
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        # MIXED: asymmetric activations. Instance-norm outputs shifted by β are not centred on zero; on the
-        # multi-style starter it lifted the worst held-out photo from 25.6 to 29.3 dB at the same speed.
+        # MIXED: asymmetric activations, since instance-norm outputs shifted by β are not centred on zero
+        # (docs/speed.md: better PSNR than symmetric at the same speed).
         inputs = calibration_inputs(num_styles)
         return nncf.quantize(model, nncf.Dataset(inputs), subset_size=len(inputs), preset=nncf.QuantizationPreset.MIXED)

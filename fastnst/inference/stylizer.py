@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from PIL import Image
 
+from fastnst.core.blend import Morph, StyleSpec, mix_label, parse_style
 from fastnst.core.color import blend, preserve_color
 from fastnst.core.device import resolve_device, resolve_dtype
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import fit_long_side, resize, split_alpha, to_pil, to_tensor
 from fastnst.core.modelfile import ModelMeta, load_network, resolve_model
-from fastnst.core.stylemix import Morph, StyleSpec, mix_label, parse_style
 from fastnst.core.transformer import TransformerNet
 from fastnst.inference.engines import ENGINES, MIN_SIZE, OpenVINOEngine, openvino_available
 from fastnst.inference.tiling import fixed_norm_stats, measure_norm_stats, run_tiled
@@ -53,7 +53,7 @@ class StylizeOptions:
     ``strength``: 0 returns the input, 1 the full stylization. ``tile``: tile side in px (None: tile
     automatically only when the image would not fit in memory; 0: never tile). ``style``: for a
     multi-style model, a style name, a blend (``a:0.7,b:0.3`` or {name: weight}), or for videos a
-    morph ``a..b`` (``fastnst.core.stylemix``); None: the model's first style."""
+    morph ``a..b`` (``fastnst.core.blend``); None: the model's first style."""
 
     max_size: int | None = None
     scale: float = 1.0
@@ -250,7 +250,7 @@ class Stylizer:
         for indices in by_size.values():
             y = self.stylize_tensor(torch.cat([prepared[i][0] for i in indices]), options, cancel=cancel)
             for j, i in enumerate(indices):
-                results[i] = _finish(to_pil(y[j]), prepared[i][1])
+                results[i] = _with_alpha(to_pil(y[j]), prepared[i][1])
         return results  # type: ignore[return-value]
 
     @staticmethod
@@ -264,7 +264,7 @@ class Stylizer:
         return x, alpha
 
 
-def _finish(rgb: Image.Image, alpha: Image.Image | None) -> Image.Image:
+def _with_alpha(rgb: Image.Image, alpha: Image.Image | None) -> Image.Image:
     if alpha is None:
         return rgb
     rgb.putalpha(alpha)

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from fastnst.core.blend import Morph
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import atomic_path, fit_long_side
-from fastnst.core.stylemix import Morph
 from fastnst.inference.stylizer import StylizeOptions, Stylizer
 
 log = logging.getLogger(__name__)

@@ -55,7 +55,7 @@ class ImageFiles(Dataset):
 
 
 class CachedImages(Dataset):
-    """Random crops from a pre-resized uint8 array (``scripts/prepare_data.py``), memory-mapped:
+    """Random crops from a pre-resized uint8 array (``scripts/data/prepare_data.py``), memory-mapped:
     no JPEG decoding while training, and the page cache is shared by all workers."""
 
     def __init__(self, path: Path, indices: range, image_size: int, train: bool) -> None:
@@ -136,7 +136,7 @@ class StyleDataModule(L.LightningDataModule):
         root = Path(str(self.root)).expanduser()
         if not root.is_dir():
             raise FastNSTError(f"root {root} is not a folder; point it (or $FASTNST_DATA) at your photos, "
-                               "run scripts/download_coco.py, or train on generated images", param="root")
+                               "run scripts/data/download_coco.py, or train on generated images", param="root")
         files = find_images(root)
         if not files:
             raise FastNSTError(f"root {root} holds no jpg/png/webp/bmp/tiff image", param="root")
@@ -161,7 +161,7 @@ class StyleDataModule(L.LightningDataModule):
             shape = np.load(path, mmap_mode="r").shape
         except (OSError, ValueError) as err:
             raise FastNSTError(f"cache {path} is not a prepared array ({err}); "
-                               "make one with scripts/prepare_data.py", param="cache") from None
+                               "make one with scripts/data/prepare_data.py", param="cache") from None
         if len(shape) != 4 or shape[-1] != 3 or min(shape[1:3]) < self.image_size or shape[0] < 2:
             raise FastNSTError(f"cache {path} holds {shape}, not N x S x S x 3 with S >= the image size "
                                f"{self.image_size}", param="cache")

@@ -24,8 +24,8 @@ from fastnst.core.losses import PerceptualLoss
 from fastnst.core.modelfile import ModelMeta, load_network, read_metadata, resolve_model, save_stylizer
 from fastnst.core.styles import load_style
 from fastnst.core.transformer import TransformerNet
+from fastnst.training.config import run_name, style_configs
 from fastnst.training.data import StyleDataModule
-from fastnst.training.hydra_glue import run_name, style_configs
 from fastnst.training.module import StyleTransferModule
 
 log = logging.getLogger(__name__)
@@ -158,12 +158,12 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None) -> Path | None:
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
     except (KeyboardInterrupt, SystemExit):
         # Ctrl-C (Lightning turns it into SystemExit(1)): export what was trained, then exit as interrupted.
-        _finish(module, trainer, datamodule, target, meta, interrupted=True)
+        _save_stylizer(module, trainer, datamodule, target, meta, interrupted=True)
         raise KeyboardInterrupt from None
     except Exception:
-        _finish(module, trainer, datamodule, target, meta, interrupted=True)  # never lose the steps trained
+        _save_stylizer(module, trainer, datamodule, target, meta, interrupted=True)  # never lose the steps trained
         raise
-    return _finish(module, trainer, datamodule, target, meta)
+    return _save_stylizer(module, trainer, datamodule, target, meta)
 
 
 class NetworkPlan(NamedTuple):
@@ -208,7 +208,7 @@ def _warn_on_style_weights(cfg: DictConfig, styles: list[DictConfig]) -> None:
                         sorted(values), key, cfg.loss[key])
 
 
-def _finish(module: StyleTransferModule, trainer: L.Trainer, datamodule: StyleDataModule, path: Path,
+def _save_stylizer(module: StyleTransferModule, trainer: L.Trainer, datamodule: StyleDataModule, path: Path,
             meta: ModelMeta, interrupted: bool = False) -> Path | None:
     """Export the stylizer (rank zero only) and print its path as the run's last line."""
     if datamodule.skipped:

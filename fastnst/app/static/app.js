@@ -186,7 +186,7 @@ $("download").addEventListener("click", async () => {
 
 // ---- webcam mode -----------------------------------------------------------------------------------
 // Frames go to the server as JPEG over one WebSocket. Three are kept in flight: the server stylizes two
-// at once and the third waits there, so it never waits for the browser (scripts/app_bench.py: 2 in
+// at once and the third waits there, so it never waits for the browser (scripts/bench/app.py: 2 in
 // flight gave 0.8-0.9x the frames/s of 3). The frame rate counts stylized frames shown in the last two
 // seconds; latency is from a frame's capture to its stylized copy arriving.
 const IN_FLIGHT = 3;

@@ -1,24 +1,20 @@
-"""Helpers for the Hydra entry points (train.py, optimize.py): config to objects, friendly errors."""
+"""A run's configuration as Hydra composes it: the styles it trains, its folder's name, and the checks
+that turn a bad value into one line before anything runs (train.py, optimize.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
-import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
 from fastnst.core.errors import FastNSTError
 
-log = logging.getLogger(__name__)
-
+# Training runs from a source checkout: train.py and the conf/ a user edits sit beside fastnst/ (the wheel
+# ships the library for stylizing; `pip install -e .` keeps this path right for training).
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-T = TypeVar("T")
 
 
 def check_group_choices(argv: Sequence[str], groups: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
@@ -126,33 +122,3 @@ def check_numbers(cfg: DictConfig, spec: dict[str, tuple[type, float, bool]]) ->
             what = "a whole number" if kind is int else "a finite number"
             bound = f">= {low}" if inclusive else f"> {low}"
             raise FastNSTError(f"{key} must be {what} {bound}, got {value!r}")
-
-
-def remove_empty_run(run_dir: Path) -> None:
-    """After a run that failed before doing anything, take back what Hydra wrote for it (.hydra/ and
-    the log), so a typo leaves no folder behind. Anything else in the folder is left alone."""
-    ours = {".hydra", "train.log", "optimize.log"}
-    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - ours:
-        return
-    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
-    for name in ("train.log", "optimize.log"):
-        (run_dir / name).unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        run_dir.rmdir()
-
-
-def guarded(fn: Callable[..., T], *args: object, keys: dict[str, str] | None = None,
-            run_dir: Path | None = None) -> T:
-    """Call ``fn``; a FastNSTError becomes ``error: <message> (set KEY=...)`` on stderr and exit
-    code 2, and Ctrl-C exit code 130 without a traceback (``fn`` has saved what it had by then).
-    The one place where train.py and optimize.py turn errors into exit codes."""
-    try:
-        return fn(*args)
-    except FastNSTError as err:
-        key = {**HYDRA_KEYS, **(keys or {})}.get(err.param or "")
-        print(f"error: {err}" + (f" (set {key}=...)" if key else ""), file=sys.stderr, flush=True)
-        if run_dir is not None:
-            remove_empty_run(run_dir)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
