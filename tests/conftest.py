@@ -39,7 +39,7 @@ def _seed() -> None:
 @pytest.fixture(autouse=True)
 def _torch_engine(monkeypatch) -> None:
     """Most tests check what the Stylizer does, not the engine: PyTorch, so that no test pays a graph
-    conversion (tests/test_engines.py checks OpenVINO against it)."""
+    conversion (tests/inference/test_engines.py checks OpenVINO against it)."""
     monkeypatch.setenv("FASTNST_ENGINE", "torch")
 
 

@@ -1,4 +1,4 @@
-"""Generated test pictures, importable from any test folder (tests/browser has a conftest of its own)."""
+"""Generated test pictures, importable from any test folder (tests/app/browser too)."""
 
 from __future__ import annotations
 
@@ -23,3 +23,16 @@ def make_image(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0, mode
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
     return path
+
+
+def tiny_model(path: Path, name: str = "toy", residual: int = 1, seed: int = 1, **meta: object) -> Path:
+    """A seeded 8-channel stylizer saved as a model file (``meta``: more ModelMeta fields): the model
+    every test that needs "a model file" shares, milliseconds to build and to run."""
+    import torch
+
+    from fastnst.core.modelfile import ModelMeta, save_stylizer
+    from fastnst.core.transformer import TransformerNet
+
+    torch.manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_stylizer(TransformerNet(channels=8, num_residual=residual), path, ModelMeta(style_name=name, **meta))

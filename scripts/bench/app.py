@@ -1,6 +1,6 @@
 """How fast the web app is, end to end in a real browser and piece by piece, in one run:
 
-    python scripts/app_bench.py [--model starry_night] [--camera 320x240] [--seconds 20] [--engine auto]
+    python -m scripts.bench.app [--model starry_night] [--camera 320x240] [--seconds 20] [--engine auto]
 
 1. webcam mode in headless Chromium, its fake camera playing a clip (``--clip``, default the fox video
    of ../shared/assets, else Chromium's own test pattern): stylized frames shown per second, counted in
@@ -32,7 +32,7 @@ import av
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "assets"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update",
@@ -207,7 +207,7 @@ def browser_photo(browser, url: str, model: str, photo: Path) -> tuple[float, fl
     return statistics.median(totals[1:]), statistics.median(servers[1:]), " ".join(status.split()[:3])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="starry_night", help="a starter or model file (default: the "
                         "johnson_small starter starry_night)")
@@ -216,7 +216,7 @@ def main() -> int:
     parser.add_argument("--engine", default=None, choices=["auto", "torch", "openvino"])
     parser.add_argument("--clip", type=Path, default=SHARED / "video" / "fox.mp4")
     parser.add_argument("--photo", type=Path, default=next(iter(sorted((SHARED / "content").glob("*.jpg"))), None))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
     size = tuple(int(v) for v in args.camera.split("x"))

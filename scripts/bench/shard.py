@@ -1,6 +1,6 @@
 """Throughput of sharded stylization against one process, measured in the same run:
 
-    python scripts/shard_bench.py [--model starry_night] [--images 48] [--size 512] [--processes 1,2]
+    python -m scripts.bench.shard [--model starry_night] [--images 48] [--size 512] [--processes 1,2]
 
 For each process count P, P `fastnst stylize FOLDER --shard k/P` processes run at once over the same
 generated folder (each with cores/P threads), as P machines or GPUs would; prints images/s and the ratio
@@ -31,13 +31,13 @@ def make_photos(folder: Path, count: int, size: int) -> None:
         image.save(folder / f"photo{i:04d}.jpg", quality=90)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="starry_night")
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--size", type=int, default=512, help="width of the generated photos (px)")
     parser.add_argument("--processes", default="1,2")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         photos = Path(tmp) / "photos"
@@ -50,7 +50,7 @@ def main() -> int:
             out = Path(tmp) / f"out{count}"
             env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // count))}
             start = time.perf_counter()
-            procs = [subprocess.Popen([sys.executable, "-m", "fastnst.inference.cli", "stylize", str(photos), "-o",
+            procs = [subprocess.Popen([sys.executable, "-m", "fastnst.cli", "stylize", str(photos), "-o",
                                        str(out), "--model", args.model, "--device", "cpu", f"--shard={k}/{count}"],
                                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                      for k in range(count)]

@@ -1,8 +1,8 @@
 """Speed of fastnst's product paths against the pytorch/examples `fast_neural_style` way, in one run.
 
-    python scripts/bench.py            # CPU: small sizes, a few minutes; GPU: the full table
-    python scripts/bench.py --quick    # about a minute
-    python scripts/bench.py --compile  # also torch.compile rows (slow to warm up on a CPU)
+    python -m scripts.bench.speed            # CPU: small sizes, a few minutes; GPU: the full table
+    python -m scripts.bench.speed --quick    # about a minute
+    python -m scripts.bench.speed --compile  # also torch.compile rows (slow to warm up on a CPU)
 
 Every row is measured beside a reference implemented here exactly as pytorch/examples does it
 (fp32, eager, NCHW, batch 1 for stylizing; the full VGG16 on the content batch, the Gram of a
@@ -20,7 +20,6 @@ import time
 from collections import namedtuple
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -28,18 +27,15 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import models
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from fastnst.core.device import native_bf16_cpu  # noqa: E402
-from fastnst.core.losses import PerceptualLoss  # noqa: E402
-from fastnst.core.transformer import TransformerNet  # noqa: E402
-from fastnst.core.vgg import VGGFeatures  # noqa: E402
-from fastnst.inference.engines import openvino_available  # noqa: E402
-from fastnst.inference.quantize import nncf_available  # noqa: E402
-from fastnst.inference.stylizer import Stylizer  # noqa: E402
-from fastnst.training.module import StyleTransferModule  # noqa: E402
-
-from common import seconds, sync  # noqa: E402
+from fastnst.core.device import native_bf16_cpu
+from fastnst.core.losses import PerceptualLoss
+from fastnst.core.transformer import TransformerNet
+from fastnst.core.vgg import VGGFeatures
+from fastnst.inference.engines import openvino_available
+from fastnst.inference.quantize import nncf_available
+from fastnst.inference.stylizer import Stylizer
+from fastnst.training.module import StyleTransferModule
+from scripts.common import seconds, sync
 
 
 def inference_paths(cuda: bool, dtypes: list[str], compile_rows: bool,
@@ -230,7 +226,7 @@ def profile(device: torch.device, size: int, batch: int, precision: str) -> int:
     return 0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="a one-minute check: fewer sizes and repeats")
@@ -241,7 +237,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, help="frames per batch for the batched inference rows")
     parser.add_argument("--profile", action="store_true",
                         help="only profile fastnst's training step: where the time goes")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cuda = torch.cuda.is_available() and args.device != "cpu"
     device = torch.device("cuda" if cuda else "cpu")
     torch.backends.cudnn.benchmark = True

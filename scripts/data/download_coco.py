@@ -1,6 +1,6 @@
 """Download and unpack COCO train2014 (~13 GB, 82,783 photos), the training set of Johnson et al.
 
-    python scripts/download_coco.py [--dest data/coco]
+    python -m scripts.data.download_coco [--dest data/coco]
 
 Then train with `data.root=data/coco/train2014` (the default) or set $FASTNST_DATA.
 The archive is downloaded to a temporary name and renamed when complete, so an interrupted
@@ -22,11 +22,11 @@ from fastnst.core.errors import FastNSTError
 URL = "http://images.cocodataset.org/zips/train2014.zip"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dest", type=Path, default=Path("data/coco"))
     parser.add_argument("--url", default=URL)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.dest.mkdir(parents=True, exist_ok=True)
     archive = args.dest / "train2014.zip"
     try:

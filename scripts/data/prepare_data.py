@@ -1,7 +1,7 @@
 """Decode and resize a photo folder once into a memory-mapped uint8 array, so that training does
 not spend its time in JPEG decoding:
 
-    python scripts/prepare_data.py data/coco/train2014 data/coco256.npy --size 288
+    python -m scripts.data.prepare_data data/coco/train2014 data/coco256.npy --size 288
     python train.py data.cache=data/coco256.npy ...
 
 Each photo is resized so its short side is ``--size`` and centre-cropped to a square (training then
@@ -19,10 +19,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from fastnst.core.errors import FastNSTError  # noqa: E402
-from fastnst.core.images import atomic_path, find_images, open_image, split_alpha  # noqa: E402
+from fastnst.core.errors import FastNSTError
+from fastnst.core.images import atomic_path, find_images, open_image, split_alpha
 
 
 def square(img: Image.Image, size: int) -> np.ndarray:
@@ -34,12 +32,12 @@ def square(img: Image.Image, size: int) -> np.ndarray:
     return np.asarray(img.crop((left, top, left + size, top + size)))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path)
     parser.add_argument("output", type=Path)
     parser.add_argument("--size", type=int, default=288)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     files = find_images(args.root)
     if not files:
         print(f"error: {args.root} holds no images", file=sys.stderr)

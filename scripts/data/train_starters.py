@@ -1,6 +1,6 @@
 """Train the starter models that ship with fastnst, and pack them (fp16) into fastnst/assets/models.
 
-    python scripts/train_starters.py --data ../shared/assets/train \
+    python -m scripts.data.train_starters --data ../shared/assets/train \
         --vgg-weights ../shared/assets/vgg/vgg16_standin.safetensors --steps 500 [--styles a,b] [--pack-only]
 
 Each style is one `train.py` run (its own folder under --out, resumable: a finished run with the
@@ -21,11 +21,10 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from fastnst.core.modelfile import STARTER_DIR, load_network, read_metadata, save_stylizer
+from fastnst.core.styles import builtin_styles
 
-from fastnst.core.modelfile import STARTER_DIR, load_network, read_metadata, save_stylizer  # noqa: E402
-from fastnst.core.styles import builtin_styles  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def train(style: str, args: argparse.Namespace, description: str) -> Path:
@@ -58,7 +57,7 @@ def pack(style: str, trained: Path, vgg_name: str, folder: Path) -> Path:
     return target
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--vgg-weights", required=True)
@@ -72,7 +71,7 @@ def main() -> None:
     parser.add_argument("--pack-only", action="store_true", help="pack finished runs, train nothing")
     parser.add_argument("--data-label", help="how the model metadata names the data (default: the folder's name)")
     parser.add_argument("--pack-dir", type=Path, default=STARTER_DIR, help="where the fp16 models go")
-    args, overrides = parser.parse_known_args()
+    args, overrides = parser.parse_known_args(argv)
     args.overrides = [o for o in overrides if o != "--"]
     vgg_name = Path(args.vgg_weights).name if Path(args.vgg_weights).is_file() else args.vgg_weights
     n_photos = sum(1 for p in args.data.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})

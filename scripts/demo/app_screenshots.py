@@ -1,6 +1,6 @@
 """Screenshots of the web app's three modes, as README shows them:
 
-    python scripts/app_screenshots.py [--out docs]
+    python -m scripts.demo.app_screenshots [--out docs]
 
 Real starter models on the held-out photos of ../shared/assets: photo mode with a blend of two styles of
 the multi-style starter, webcam mode with Chromium's fake camera playing the fox clip, video mode after
@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 import av
-from app_bench import SHARED, Served, camera_file, launch, open_page
+
+from scripts.bench.app import SHARED, Served, camera_file, launch, open_page
 
 
 def short_clip(src: Path, dst: Path, seconds: float = 2.0, width: int = 320) -> Path:
@@ -35,12 +36,12 @@ def short_clip(src: Path, dst: Path, seconds: float = 2.0, width: int = 320) -> 
     return dst
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "docs")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "docs")
     parser.add_argument("--photo", type=Path, default=SHARED / "content" / "golden_gate.jpg")
     parser.add_argument("--clip", type=Path, default=SHARED / "video" / "fox.mp4")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
     args.out.mkdir(parents=True, exist_ok=True)

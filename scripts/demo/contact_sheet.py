@@ -1,6 +1,7 @@
 """A contact sheet: held-out photos (columns) stylized by each model (rows), labelled.
 
-    python scripts/contact_sheet.py --models starry_night,great_wave --photos ../shared/assets/content/chicago.jpg,... \
+    python -m scripts.demo.contact_sheet --models starry_night,great_wave \
+        --photos ../shared/assets/content/chicago.jpg,... \
         --out docs/contact_sheet.jpg [--cell 256] [--row multi.safetensors@great_wave ...]
 
 Models are files or starter names, one row each; the first row is the photos themselves. ``--row
@@ -27,7 +28,7 @@ def cell(image: Image.Image, size: int) -> Image.Image:
     return ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="", help="comma-separated model files or starter names")
     parser.add_argument("--row", action="append", default=[], help="MODEL@STYLE: one style or blend (repeatable)")
@@ -35,7 +36,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cell", type=int, default=256)
     parser.add_argument("--max-size", type=int, default=512, help="stylize each photo at this long side")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     photos = [open_image(p) for p in args.photos.split(",")]
     models = [(m, None) for m in args.models.split(",") if m] + [tuple(r.split("@", 1)) for r in args.row]
     size = args.cell

@@ -1,7 +1,7 @@
 """Johnson et al. 2016, Table 1 and Figure 5, reproduced on this code and this machine:
 the fast network against Gatys et al.'s optimisation (L-BFGS on the pixels), same loss object.
 
-    python scripts/compare.py --model starry_night.safetensors --content-dir photos/ \
+    python -m scripts.quality.compare --model starry_night.safetensors --content-dir photos/ \
         [--sizes 256,512,1024] [--iterations 100,300,500] [--images 4] [--plot compare.png]
 
 Speed: seconds for Gatys at each iteration count and for one forward pass of the fast network,
@@ -28,8 +28,7 @@ from fastnst.core.losses import PerceptualLoss
 from fastnst.core.modelfile import read_metadata
 from fastnst.inference.stylizer import Stylizer
 from fastnst.training.gatys import GatysOptions, optimize
-
-from common import model_loss, seconds, sync
+from scripts.common import model_loss, seconds, sync
 
 
 def square(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -85,7 +84,7 @@ def plot(curves: list[list[float]], fast_loss: float, path: Path) -> None:
     img.save(path)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--content-dir", type=Path, required=True)
@@ -97,7 +96,7 @@ def main() -> int:
     parser.add_argument("--init", default="noise", choices=["noise", "content", "style"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--plot", type=Path, default=Path("compare.png"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
         iterations = sorted(int(i) for i in args.iterations.split(","))

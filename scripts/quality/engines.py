@@ -1,7 +1,7 @@
 """Do the fast engines paint what PyTorch fp32 paints? PSNR of each engine and precision against it, on
 held-out photos with trained models (8-bit images, as saved):
 
-    python scripts/engine_quality.py --models starry_night,great_wave --content-dir ../shared/assets/content \
+    python -m scripts.quality.engines --models starry_night,great_wave --content-dir ../shared/assets/content \
         [--max-size 512] [--min-psnr 40]
 
 Rows: every engine/precision this machine runs (bf16 only where the CPU has it natively, int8 where NNCF
@@ -30,7 +30,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(255.0 ** 2 / mse)).item()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", required=True)
     parser.add_argument("--content-dir", type=Path, required=True)
@@ -39,7 +39,7 @@ def main() -> int:
     parser.add_argument("--min-psnr-int8", type=float, default=30.0, help="the gate for int8 rows (quantized: "
                         "a few levels per pixel)")
     parser.add_argument("--save", type=Path, help="write each model's worst int8 photo beside fp32 here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     paths = [("torch", "bf16", None)] if native_bf16_cpu() else []
     if openvino_available():
         paths += [("openvino", "fp32", None), ("openvino", "fp32", 256)]

@@ -1,6 +1,6 @@
 """How much does a model flicker on video?
 
-    python scripts/flicker.py --model m.safetensors clip.mp4 [--max-size 256] [--max-frames 120]
+    python -m scripts.quality.flicker --model m.safetensors clip.mp4 [--max-size 256] [--max-frames 120]
 
 Prints (a) the warping error on synthetic clips with known affine motion, made from frames of
 the clip used as stills, and (b) the flicker ratio on the real clip (see fastnst/flicker.py).
@@ -51,14 +51,14 @@ def measure(stylizer: Stylizer, clip: Path, max_size: int = 256, max_frames: int
     return {"warping_error": float(np.mean(errors)), "flicker_ratio": ratio, "frames": len(real)}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("clip", type=Path)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--max-size", type=int, default=256)
     parser.add_argument("--max-frames", type=int, default=120)
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     try:
         result = measure(Stylizer.from_file(args.model, args.device), args.clip, args.max_size, args.max_frames)
     except FastNSTError as err:

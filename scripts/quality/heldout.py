@@ -1,6 +1,6 @@
 """How much of the painting does a model put into held-out photos, and how much of the photo does it keep?
 
-    python scripts/quality.py --model starry_night --content-dir ../shared/assets/content \
+    python -m scripts.quality.heldout --model starry_night --content-dir ../shared/assets/content \
         --vgg-weights ../shared/assets/vgg/vgg16_standin.safetensors [--size 256] [--gatys-steps 30]
         [--min-style-cut 5] [--max-content-ratio 3] [--style NAME]
 
@@ -28,11 +28,10 @@ from fastnst.core.images import find_images, fit_long_side, load_rgb
 from fastnst.core.modelfile import ModelMeta, read_metadata, resolve_model
 from fastnst.inference.stylizer import StylizeOptions, Stylizer
 from fastnst.training.gatys import GatysOptions, optimize
+from scripts.common import model_loss
 
-from common import model_loss
 
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a model file or a starter model's name")
     parser.add_argument("--content-dir", type=Path, required=True)
@@ -45,7 +44,7 @@ def main() -> int:
     parser.add_argument("--max-content-ratio", type=float, default=None)
     parser.add_argument("--style", action="append", help="multi-style models: judge this style (repeatable; "
                         "default: every style)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.manual_seed(0)
     try:
         path = resolve_model(args.model)

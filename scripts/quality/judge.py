@@ -2,7 +2,7 @@
 much of the photo kept. Deliberately shares no code with fastnst's training loss (fastnst.core.losses
 and fastnst.core.vgg), so that tuning the loss cannot quietly tune the judge.
 
-    python scripts/judge.py --vgg ../shared/assets/vgg/vgg16_imagenet.safetensors \
+    python -m scripts.quality.judge --vgg ../shared/assets/vgg/vgg16_imagenet.safetensors \
         --style ../shared/assets/styles/starry_night.jpg --content photo.jpg result.png [more.png ...]
 
 Per image:
@@ -109,13 +109,13 @@ def geomean(values: list[float]) -> float:
     return math.exp(statistics.fmean(math.log(max(v, 1e-12)) for v in values))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vgg", required=True, help="ImageNet VGG16 weights (.safetensors, torchvision layout)")
     parser.add_argument("--style", required=True, help="the painting")
     parser.add_argument("--content", required=True, help="the photo the results were made from")
     parser.add_argument("results", nargs="+")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     judge = Judge(args.vgg, args.style)
     photo = load_image(args.content)
     keys = [*STYLE_LAYERS, "palette", "content"]

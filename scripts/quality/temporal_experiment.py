@@ -1,6 +1,6 @@
 """Does the temporal loss make a stable network, and what does it cost in style loss?
 
-    python scripts/temporal_experiment.py --style-image ../shared/assets/styles/starry_night.jpg \
+    python -m scripts.quality.temporal_experiment --style-image ../shared/assets/styles/starry_night.jpg \
         --data ../shared/assets/train --held-out ../shared/assets/content --steps 1000 --weights 3,10
 
 Trains networks with train.py on the same style, data, seed and step count, one with
@@ -23,10 +23,9 @@ from fastnst.core.images import find_images, fit_long_side, load_rgb
 from fastnst.core.modelfile import read_metadata
 from fastnst.core.temporal import synthetic_clip, warping_error
 from fastnst.inference.stylizer import Stylizer
+from scripts.common import model_loss
 
-from common import model_loss
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def train(out: Path, weight: float, args: argparse.Namespace, extra: list[str]) -> Path:
@@ -60,7 +59,7 @@ def evaluate(model: Path, photos: list[torch.Tensor], style_image: str) -> dict[
     return {"style": sum(style_losses) / len(photos), "warp": sum(warp_errors) / len(photos)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--style-image", required=True)
     parser.add_argument("--data", required=True, type=Path)
@@ -73,7 +72,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("outputs/temporal_experiment"))
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even where a GPU exists")
-    args, extra = parser.parse_known_args()
+    args, extra = parser.parse_known_args(argv)
     extra = [e for e in extra if e != "--"]
     photos = held_out(args.held_out, args.eval_size)
     results = {}

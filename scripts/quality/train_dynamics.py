@@ -2,9 +2,9 @@
 that compares output parameterisations, learning rates and loss weights on the same seed and data,
 and reports held-out losses at fixed steps.
 
-    python scripts/train_dynamics.py --vgg-weights ../shared/assets/vgg/vgg16_standin.safetensors \
+    python -m scripts.quality.train_dynamics --vgg-weights ../shared/assets/vgg/vgg16_standin.safetensors \
         --data ../shared/assets/train --held-out ../shared/assets/content --output sigmoid --steps 200
-    python scripts/train_dynamics.py ... --scales      # per-layer Gram magnitudes of the style and the photos
+    python -m scripts.quality.train_dynamics ... --scales      # per-layer Gram magnitudes of the style and the photos
 
 ``--output``: ``sigmoid`` (fastnst's network), ``raw`` (unbounded, as pytorch/examples) or ``residual``
 (x + f(x) with the last layer zeroed: an experiment, not a product option). Prints the first 30 training
@@ -44,7 +44,7 @@ class Residual(torch.nn.Module):
         return x + self.network(x)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--vgg-weights", required=True)
     p.add_argument("--data", type=Path, required=True)
@@ -67,7 +67,7 @@ def main() -> None:
     p.add_argument("--scales", action="store_true", help="print per-layer Gram magnitudes and exit")
     p.add_argument("--save", type=Path)
     p.add_argument("--log", type=Path, help="write the losses as JSON")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     torch.manual_seed(0)
     style, _ = load_style(a.style, a.style_size)
     held = [fit_long_side(load_rgb(f), a.eval_size) for f in find_images(a.held_out)[: a.images]]

@@ -1,4 +1,4 @@
-"""The web app's HTTP and WebSocket API against a real server (no browser: tests/browser drives the page).
+"""The web app's HTTP and WebSocket API against a real server (no browser: tests/app/browser drives the page).
 Small seeded models, tiny images and clips; PyTorch engine."""
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def test_webcam_frames_in_flight_come_back_in_order(app: LiveApp, tmp_path: Path
 
 
 def start_app(args: list[str], env: dict, cwd: Path) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, "-m", "fastnst.inference.cli", "app", "--port", "0", *args],
+    process = subprocess.Popen([sys.executable, "-m", "fastnst.cli", "app", "--port", "0", *args],
                                cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     assert line.startswith("fastnst app: http://127.0.0.1:"), (line, process.stderr.read())
@@ -282,7 +282,7 @@ def test_the_command_serves_and_leaves_nothing_behind(tmp_path: Path) -> None:
       if not torch.cuda.is_available() else []),
 ])
 def test_the_command_refuses_bad_arguments_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "fastnst.inference.cli", "app", *args], cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-m", "fastnst.cli", "app", *args], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.strip() == message
 

@@ -9,18 +9,17 @@ import pytest
 import torch
 from PIL import Image
 
+from fastnst.cli.main import main
 from fastnst.core.modelfile import ModelMeta, save_stylizer
 from fastnst.core.transformer import TransformerNet
-from fastnst.inference.cli import main
 
 from conftest import make_image
+from samples import tiny_model
 
 
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
-    torch.manual_seed(1)
-    return save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "toy.safetensors",
-                         ModelMeta(style_name="toy"))
+    return tiny_model(tmp_path / "toy.safetensors")
 
 
 def run(*args: object) -> int:
@@ -70,7 +69,7 @@ def test_glob_pattern(model: Path, tmp_path: Path) -> None:
 
 def test_stdin_to_stdout(model: Path, tmp_path: Path) -> None:
     src = make_image(tmp_path / "a.png", (24, 20))
-    proc = subprocess.run([sys.executable, "-m", "fastnst.inference.cli", "stylize", "-", "--model", str(model)],
+    proc = subprocess.run([sys.executable, "-m", "fastnst.cli", "stylize", "-", "--model", str(model)],
                           input=src.read_bytes(), capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "out.png"
@@ -189,7 +188,7 @@ def test_export_matches_pytorch_on_other_sizes(model: Path, tmp_path: Path, fmt:
 
 def test_the_installed_command_runs(model: Path, tmp_path: Path) -> None:
     src = make_image(tmp_path / "a.png")
-    proc = subprocess.run([sys.executable, "-m", "fastnst.inference.cli", "stylize", str(src), "--model", str(model),
+    proc = subprocess.run([sys.executable, "-m", "fastnst.cli", "stylize", str(src), "--model", str(model),
                            "--strength", "0.5", "--preserve-color", "--scale", "0.75"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -197,7 +196,7 @@ def test_the_installed_command_runs(model: Path, tmp_path: Path) -> None:
 
 
 def test_the_stylize_path_imports_neither_lightning_nor_hydra() -> None:
-    code = ("import sys, fastnst.inference.cli, fastnst.inference.stylizer, fastnst.inference.video, "
+    code = ("import sys, fastnst.cli.main, fastnst.inference.stylizer, fastnst.inference.video, "
             "fastnst.inference.export; "
             "bad = [m for m in ('lightning', 'hydra', 'tensorboard') if m in sys.modules]; print(bad)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -282,7 +281,7 @@ def test_a_pixel_bomb_names_the_limit_and_the_limit_can_be_lifted(model: Path, t
 
 def test_a_bomb_on_stdin_says_what_it_is(model: Path, tmp_path: Path) -> None:
     bomb = make_bad(tmp_path, "bomb")
-    proc = subprocess.run([sys.executable, "-m", "fastnst.inference.cli", "stylize", "-", "--model", str(model)],
+    proc = subprocess.run([sys.executable, "-m", "fastnst.cli", "stylize", "-", "--model", str(model)],
                           input=bomb.read_bytes(), capture_output=True, timeout=120)
     assert proc.returncode == 1 and b"stdin declares 40000x40000" in proc.stderr
 
@@ -295,7 +294,7 @@ def test_exif_orientation_is_applied_to_stdin_too(model: Path, tmp_path: Path) -
     exif[0x0112] = 6  # rotate 90°: the photo is shown 32 wide, 64 high
     buffer = io.BytesIO()
     img.save(buffer, "JPEG", exif=exif)
-    proc = subprocess.run([sys.executable, "-m", "fastnst.inference.cli", "stylize", "-", "--model", str(model)],
+    proc = subprocess.run([sys.executable, "-m", "fastnst.cli", "stylize", "-", "--model", str(model)],
                           input=buffer.getvalue(), capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert Image.open(io.BytesIO(proc.stdout)).size == (32, 64)
@@ -313,7 +312,7 @@ def test_big_jpegs_decode_at_a_reduced_scale_when_max_size_asks(tmp_path: Path) 
 
 def test_app_without_the_extra_says_what_to_install(tmp_path: Path) -> None:
     # A core install has no web server: `fastnst app` names the extra instead of a traceback.
-    code = ("import sys; sys.modules['starlette'] = None; from fastnst.inference.cli import main; "
+    code = ("import sys; sys.modules['starlette'] = None; from fastnst.cli.main import main; "
             "sys.exit(main(['app']))")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2

@@ -6,19 +6,17 @@ from pathlib import Path
 
 import pytest
 
+from fastnst.cli.main import main
 from fastnst.core.errors import FastNSTError
-from fastnst.core.modelfile import ModelMeta, save_stylizer
-from fastnst.core.transformer import TransformerNet
-from fastnst.inference.cli import main
 from fastnst.inference.shard import Shard, local_rank, parse_shard
 
 from conftest import make_image
+from samples import tiny_model
 
 
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
-    return save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "m.safetensors",
-                         ModelMeta(style_name="toy"))
+    return tiny_model(tmp_path / "m.safetensors", seed=0)
 
 
 @pytest.fixture

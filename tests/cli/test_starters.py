@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from fastnst.cli.main import main
 from fastnst.core import modelfile
 from fastnst.core.errors import FastNSTError
 from fastnst.core.modelfile import ModelMeta, load_network, resolve_model, save_stylizer, starter_models
 from fastnst.core.styles import builtin_styles
 from fastnst.core.transformer import TransformerNet
-from fastnst.inference.cli import main
 
 from conftest import make_image
 

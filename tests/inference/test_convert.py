@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastnst.cli.main import main
 from fastnst.core.errors import FastNSTError
 from fastnst.core.modelfile import load_network
-from fastnst.inference.cli import main
 from fastnst.inference.convert import convert
 
 

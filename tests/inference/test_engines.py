@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fastnst.cli.main import main
 from fastnst.core import device as device_module
 from fastnst.core.device import resolve_dtype
 from fastnst.core.errors import FastNSTError
@@ -15,7 +16,6 @@ from fastnst.core.modelfile import ModelMeta, save_stylizer
 from fastnst.core.transformer import StyleInstanceNorm, TransformerNet
 from fastnst.inference import engines
 from fastnst.inference import stylizer as stylizer_module
-from fastnst.inference.cli import main
 from fastnst.inference.stylizer import StylizeOptions, Stylizer
 
 from conftest import make_image

@@ -11,18 +11,15 @@ from fastnst import Stylizer
 from fastnst.core.color import preserve_color, rgb_to_ycbcr
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import load_rgb, to_tensor
-from fastnst.core.modelfile import ModelMeta, save_stylizer
-from fastnst.core.transformer import TransformerNet
 from fastnst.inference.stylizer import StylizeOptions
 
 from conftest import make_image
+from samples import tiny_model
 
 
 @pytest.fixture
 def model_path(tmp_path: Path) -> Path:
-    torch.manual_seed(1)
-    return save_stylizer(TransformerNet(channels=8, num_residual=2), tmp_path / "toy.safetensors",
-                         ModelMeta(style_name="toy", steps=0))
+    return tiny_model(tmp_path / "toy.safetensors", residual=2, steps=0)
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
+from fastnst.cli.main import main
 from fastnst.core.errors import FastNSTError
-from fastnst.core.modelfile import ModelMeta, save_stylizer
-from fastnst.core.transformer import TransformerNet
-from fastnst.inference.cli import main
 from fastnst.inference.stylizer import StylizeOptions, Stylizer
 from fastnst.inference.video import VideoOptions, stylize_video
+
+from samples import tiny_model
 
 
 def make_clip(path: Path, size: tuple[int, int] = (64, 48), frames: int = 12, fps: int = 10,
@@ -67,10 +67,7 @@ def probe(path: Path) -> dict:
 
 @pytest.fixture
 def stylizer(tmp_path: Path) -> Stylizer:
-    torch.manual_seed(1)
-    net = TransformerNet(channels=8, num_residual=1)
-    path = save_stylizer(net, tmp_path / "toy.safetensors", ModelMeta(style_name="toy"))
-    return Stylizer.from_file(path, device="cpu")
+    return Stylizer.from_file(tiny_model(tmp_path / "toy.safetensors"), device="cpu")
 
 
 def test_frames_timing_and_audio_are_kept(stylizer: Stylizer, tmp_path: Path) -> None:
@@ -226,19 +223,14 @@ def test_an_interrupt_leaves_no_file_that_looks_finished(stylizer: Stylizer, tmp
     assert no_output(tmp_path)
 
 
-def test_flicker_script_prints_both_measures(tmp_path: Path) -> None:
-    import subprocess
-    import sys
+def test_flicker_script_prints_both_measures(tmp_path: Path, capsys) -> None:
+    from scripts.quality import flicker
 
-    from conftest import ROOT
-
-    torch.manual_seed(1)
-    model = save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "m.safetensors")
+    model = tiny_model(tmp_path / "m.safetensors")
     clip = make_clip(tmp_path / "clip.mp4", frames=8)
-    proc = subprocess.run([sys.executable, "scripts/flicker.py", "--model", str(model), str(clip), "--device", "cpu"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "warping error (synthetic motion):" in proc.stdout and "flicker ratio (real clip, 8 frames):" in proc.stdout
+    assert flicker.main(["--model", str(model), str(clip), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "warping error (synthetic motion):" in out and "flicker ratio (real clip, 8 frames):" in out
 
 
 def make_vfr_clip(path: Path, frames: int = 16) -> list[float]:

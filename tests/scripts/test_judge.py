@@ -1,7 +1,5 @@
-"""scripts/judge.py, the independent judge of the side-by-side comparison: its numbers mean what they say."""
+"""scripts/quality/judge.py, the independent judge of the side-by-side comparison: its numbers mean what they say."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -9,12 +7,9 @@ import torch
 from safetensors.torch import save_file
 from torchvision import models
 
-from conftest import ROOT, make_image
+from scripts.quality import judge
 
-sys.path.insert(0, str(ROOT / "scripts"))
-spec = importlib.util.spec_from_file_location("judge", ROOT / "scripts" / "judge.py")
-judge = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(judge)
+from conftest import make_image
 
 
 @pytest.fixture(scope="module")

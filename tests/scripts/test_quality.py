@@ -1,4 +1,4 @@
-"""scripts/quality.py: held-out style and content losses, with checks that can fail."""
+"""scripts/quality/heldout.py: held-out style and content losses, with checks that can fail."""
 
 import subprocess
 import sys
@@ -15,8 +15,8 @@ STANDIN = SHARED / "vgg" / "vgg16_standin.safetensors"
 
 
 def quality(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "scripts/quality.py", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "scripts.quality.heldout", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
 
 
 def test_it_reports_and_its_check_can_fail(tmp_path: Path, style_path: Path) -> None:

@@ -129,7 +129,7 @@ def test_optimize_py_with_a_corrupt_content_image_is_one_line(style_path: Path, 
     assert "bad.jpg" in proc.stderr.strip().splitlines()[-1]
 
 
-def test_compare_runs_end_to_end(style_path: Path, tmp_path: Path) -> None:
+def test_compare_runs_end_to_end(style_path: Path, tmp_path: Path, capsys) -> None:
     model = save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "m.safetensors", ModelMeta(
         style_name="toy", style_image=str(style_path), style_size=32,
         loss={"vgg": "vgg16", "vgg_weights": "random", "content_layers": {"relu2_2": 1.0},
@@ -138,12 +138,11 @@ def test_compare_runs_end_to_end(style_path: Path, tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     for i in range(2):
         make_image(photos / f"p{i}.png", (40, 36), seed=i)
-    proc = subprocess.run([sys.executable, "scripts/compare.py", "--model", str(model), "--content-dir", str(photos),
-                           "--sizes", "32,48", "--iterations", "2,4", "--images", "2",
-                           "--plot", str(tmp_path / "plot.png"), "--device", "cpu"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = proc.stdout
+    from scripts.quality import compare
+
+    assert compare.main(["--model", str(model), "--content-dir", str(photos), "--sizes", "32,48", "--iterations",
+                         "2,4", "--images", "2", "--plot", str(tmp_path / "plot.png"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
     assert "| photo | fast network loss | Gatys @2 | Gatys @4 | Gatys iterations to match |" in out
     assert "| size | Gatys 2 | Gatys 4 | fast network | speed-up 2 | speed-up 4 |" in out
     assert "| 32x32 |" in out and "| 48x48 |" in out

@@ -11,16 +11,17 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_video import make_clip
 
+from fastnst.cli.main import main
+from fastnst.core.blend import Morph, mix_label, parse_style, style_weights
 from fastnst.core.errors import FastNSTError
 from fastnst.core.modelfile import ModelMeta, load_network, read_metadata, save_stylizer
-from fastnst.core.stylemix import Morph, mix_label, parse_style, style_weights
 from fastnst.core.transformer import StyleInstanceNorm, TransformerNet
-from fastnst.inference.cli import main
 from fastnst.inference.stylizer import StylizeOptions, Stylizer
 from fastnst.inference.video import stylize_video
 from fastnst.training.run import run
 
 from conftest import compose_train, make_image, tiny_train_overrides
+from samples import tiny_model
 
 NAMES = ["warm", "cold", "grey"]
 
@@ -43,8 +44,7 @@ def multi_model(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def single_model(tmp_path: Path) -> Path:
-    return save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "single.safetensors",
-                         ModelMeta(style_name="one"))
+    return tiny_model(tmp_path / "single.safetensors", "one", seed=0)
 
 
 def pixels(image: Image.Image) -> np.ndarray:

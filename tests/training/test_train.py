@@ -145,18 +145,15 @@ def test_a_nan_loss_stops_the_run_and_names_the_step(style_path: Path, tmp_path:
     assert not (tmp_path / "run" / "starry_night.safetensors").exists()
 
 
-def test_a_prepared_cache_trains_without_decoding(style_path: Path, image_folder: Path, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from conftest import ROOT
+def test_a_prepared_cache_trains_without_decoding(style_path: Path, image_folder: Path, tmp_path: Path,
+                                                    capsys) -> None:
+    from scripts.data import prepare_data
 
     (image_folder / "zz_broken.jpg").write_bytes(b"not a jpeg")
     cache = tmp_path / "cache.npy"
-    proc = subprocess.run([sys.executable, "scripts/prepare_data.py", str(image_folder), str(cache), "--size", "40"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "8 images of 40x40" in proc.stdout and "1 unreadable skipped" in proc.stdout
+    assert prepare_data.main([str(image_folder), str(cache), "--size", "40"]) in (0, None)
+    out = capsys.readouterr().out
+    assert "8 images of 40x40" in out and "1 unreadable skipped" in out
     overrides = [*tiny_train_overrides(style_path, image_folder, steps=3), f"data.cache={cache}"]
     cfg = compose_train(overrides, tmp_path / "r")
     assert read_metadata(run(cfg)).steps == 3

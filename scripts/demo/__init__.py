@@ -1,0 +1,1 @@
+"""Pictures for the docs: the contact sheet and the app screenshots."""
