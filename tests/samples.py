@@ -36,3 +36,25 @@ def tiny_model(path: Path, name: str = "toy", residual: int = 1, seed: int = 1, 
     torch.manual_seed(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_stylizer(TransformerNet(channels=8, num_residual=residual), path, ModelMeta(style_name=name, **meta))
+
+
+TINY_LOSS = {"vgg": "vgg16", "vgg_weights": "random", "content_layers": {"relu2_2": 1.0},
+        "style_layers": {"relu1_2": 1.0, "relu2_2": 1.0}, "content_weight": 1.0, "style_weight": 2.0,
+        "tv_weight": 1.0, "palette_weight": 50.0, "style_norm": "target", "content_norm": "target"}
+
+
+def tiny_base(path: Path, styles: tuple[str, ...] = ("ink", "fire")) -> Path:
+    """A tiny trained-looking base to fit new styles on: multi-style (or one style), with the loss it was
+    trained with in its metadata (a seeded random VGG)."""
+    import torch
+
+    from fastnst.core.modelfile import ModelMeta, save_stylizer
+    from fastnst.core.transformer import TransformerNet
+
+    torch.manual_seed(3)
+    net = TransformerNet(channels=8, num_residual=1, num_styles=len(styles))
+    meta = ModelMeta(style_name="base", styles=list(styles) if len(styles) > 1 else [], loss=TINY_LOSS, steps=10,
+                     style_images=[f"builtin:{s}" for s in styles] if len(styles) > 1 else [])
+    if len(styles) == 1:
+        meta = ModelMeta(style_name=styles[0], loss=TINY_LOSS, steps=10)
+    return save_stylizer(net, path, meta)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -112,12 +114,23 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
         if torch.cuda.is_available():  # one process per GPU: each takes its own
             torch.cuda.set_device(local % torch.cuda.device_count())
-    stylizer = Stylizer.from_file(args.model, args.device, args.precision, compile=args.compile, engine=args.engine)
+    model, style = args.model, args.style
+    if args.style_image is not None:
+        dry = plan(args.inputs, args.output, args.recursive, "style", overwrite=True)
+        if not dry.jobs:  # nothing to stylize: say so before minutes of fitting
+            raise dry.failures[0] if dry.failures else FastNSTError("no inputs")
+        model, fitted = fit_painting(args, args.style_image, args.model)
+        style = style or fitted
+        options = dataclasses.replace(options, style=style)
+    elif model is None:
+        raise FastNSTError("name a model (--model NAME or FILE; `fastnst models` lists the starters) or a painting "
+                           "(--style-image)", param="model")
+    stylizer = Stylizer.from_file(model, args.device, args.precision, compile=args.compile, engine=args.engine)
     if stylizer.device.type == "cuda":
         import torch
 
         torch.backends.cudnn.benchmark = True  # this process stylizes many frames of one size: autotune once
-    planned = plan(args.inputs, args.output, args.recursive, stylizer.style_label(args.style), args.overwrite,
+    planned = plan(args.inputs, args.output, args.recursive, stylizer.style_label(style), args.overwrite,
                    args.skip_existing or shard is not None)
     for note in planned.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -144,3 +157,56 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 def _report(path: Path) -> None:
     print(path, flush=True)
+
+
+def cmd_add_style(args: argparse.Namespace) -> int:
+    from fastnst.core.images import atomic_path
+    from fastnst.core.modelfile import is_starter
+    from fastnst.inference.fitting import style_name
+
+    target = args.output or Path(f"{args.name or style_name(args.painting)}.safetensors")
+    if target.suffix != ".safetensors":
+        raise FastNSTError(f"{target}: a model file's name ends in .safetensors", param="output")
+    if target.exists() and not args.overwrite:
+        raise FastNSTError(f"{target} exists; not overwriting it (--overwrite replaces it)", param="output")
+    if target.exists() and is_starter(target):
+        raise FastNSTError(f"{target} is a starter model; write the new model elsewhere", param="output")
+    path, name = fit_painting(args, args.painting, args.to, args.name)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(path, tmp)
+    print(f"{target}  (style {name!r}: fastnst stylize photo.jpg --model {target} --style {name})", flush=True)
+    return 0
+
+
+def fit_painting(args: argparse.Namespace, painting: Path, base: str | None, name: str | None = None
+                 ) -> tuple[Path, str]:
+    """The model of ``base`` + ``painting`` (fitted once, then cached) and the new style's name, with a
+    progress bar on stderr while it fits."""
+    from tqdm import tqdm
+
+    from fastnst.core.modelfile import read_metadata
+    from fastnst.inference.fitting import DEFAULT_BASE, FitOptions, cached_style, read_painting
+
+    options = FitOptions(steps=args.fit_steps, lr=args.fit_lr, photos=args.fit_photos, vgg_weights=args.vgg_weights,
+                         device=args.device)
+    for note in read_painting(painting)[1]:  # checked before the base loads: a bad painting is one line, fast
+        print(f"note: {note}", file=sys.stderr)
+    bars: list[tqdm] = []  # made at the first step: a base that fails to load shows no bar
+
+    def progress(p, _painter) -> None:
+        if not bars:
+            bars.append(tqdm(total=p.steps, unit="step", desc=f"fitting {painting.name}", file=sys.stderr,
+                             leave=False))
+        bars[0].update(p.step - bars[0].n)
+        bars[0].set_postfix(loss=f"{p.loss:.3f}")
+
+    try:
+        path, cached = cached_style(painting, base or DEFAULT_BASE, options, name, on_progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    meta = read_metadata(path)
+    if not cached:
+        seconds = bars[0].format_dict["elapsed"] if bars else 0
+        print(f"note: fitted {painting.name} in {seconds:.0f} s; cached as {path}", file=sys.stderr)
+    return path, meta.styles[-1]

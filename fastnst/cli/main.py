@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
-from fastnst.cli.commands import cmd_app, cmd_convert, cmd_export, cmd_info, cmd_models, cmd_stylize, describe
+from fastnst.cli.commands import (
+    cmd_add_style,
+    cmd_app,
+    cmd_convert,
+    cmd_export,
+    cmd_info,
+    cmd_models,
+    cmd_stylize,
+    describe,
+)
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import MAX_IMAGE_PIXELS
 
@@ -51,8 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stylize", help="stylize images, folders or videos",
                        description="Stylize images, folders, globs or videos ('-' reads stdin, writes stdout).")
     s.add_argument("inputs", nargs="+", metavar="INPUT")
-    s.add_argument("-m", "--model", required=True,
-                   help="a starter model's name (see `fastnst models`), a .safetensors stylizer or a Lightning .ckpt")
+    s.add_argument("-m", "--model",
+                   help="a starter model's name (see `fastnst models`), a .safetensors stylizer or a Lightning .ckpt; "
+                   "with --style-image, the multi-style model to add the painting to (default multistyle)")
+    s.add_argument("--style-image", type=Path, metavar="PAINTING",
+                   help="any painting as the style: its style is fitted onto --model in a few minutes, once "
+                   "(cached; see `fastnst add-style`), then used")
     s.add_argument("-o", "--output", type=Path, help="output file (one input) or folder (several)")
     s.add_argument("-r", "--recursive", action="store_true", help="search folders recursively")
     s.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (inputs never)")
@@ -85,7 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--crf", type=int, default=None, help="video quality: lower is better (x264 default 18)")
     s.add_argument("--temporal-blend", type=float, default=0.0,
                    help="video: blend each stylized frame with the previous one (0..0.9) to cut flicker")
+    add_fit_options(s, prefix="fit-")
     s.set_defaults(func=cmd_stylize)
+
+    f = sub.add_parser("add-style", help="make a model of any painting in minutes (fits its style onto a "
+                       "multi-style model)", description="Fit a painting's style onto a trained multi-style model "
+                       "(only the new style's instance-norm parameters train), and write the grown model.")
+    f.add_argument("painting", type=Path)
+    f.add_argument("--to", default=None, metavar="MODEL", help="the model to add it to (default: the multistyle "
+                   "starter; a single-style model is grown into a two-style one)")
+    f.add_argument("-o", "--output", type=Path, help="the model file to write (default: <painting>.safetensors "
+                   "in this folder)")
+    f.add_argument("--name", help="the style's name (default: from the painting's file name)")
+    add_fit_options(f)
+    f.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
+    f.set_defaults(func=cmd_add_style)
 
     m = sub.add_parser("models", help="list the starter models that ship with fastnst")
     m.set_defaults(func=cmd_models)
@@ -119,3 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="as for stylize (default auto)")
     a.set_defaults(func=cmd_app)
     return parser
+
+
+def add_fit_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """How a painting is fitted (add-style; stylize --style-image, where they read --fit-steps, ...)."""
+    from fastnst.inference.fitting import FitOptions
+
+    parser.add_argument(f"--{prefix}steps", type=int, default=FitOptions.steps, dest="fit_steps",
+                        help=f"fitting steps (default {FitOptions.steps}: about 2 minutes on a 2-core CPU)")
+    parser.add_argument(f"--{prefix}photos", type=Path, dest="fit_photos", metavar="DIR",
+                        help="photos to fit on (default: the four that ship with fastnst; works offline)")
+    parser.add_argument(f"--{prefix}lr", type=float, default=FitOptions.lr, dest="fit_lr", help=argparse.SUPPRESS)
+    parser.add_argument("--vgg-weights", default=os.environ.get("FASTNST_VGG_WEIGHTS", "imagenet"),
+                        help="the loss network for fitting: imagenet (torchvision's VGG16, downloaded once) or a "
+                        "local file ($FASTNST_VGG_WEIGHTS)")
+    if not prefix:
+        parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])

@@ -1,0 +1,295 @@
+"""Any painting as a style in minutes: fit its (γ, β) on a trained multi-style network.
+
+Only the new style's instance-norm rows train (1,600 numbers on ``johnson_small``); the convolutions and
+the other styles stay as they are (Dumoulin et al. 2017). A plain PyTorch loop, no Lightning, so the
+command line and the web app share it. The loss is the base model's own (its file records it), on the
+ImageNet VGG16. Results are cached by the painting's and the base's hashes and the recipe, so the second
+request for a painting is instant; the cache entry is written atomically under a lock, so two fits of one
+painting at once make one entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fastnst.core.cache import cache_dir
+from fastnst.core.device import native_bf16_cpu, resolve_device
+from fastnst.core.errors import FastNSTError
+from fastnst.core.images import MAX_IMAGE_PIXELS, find_images, fit_long_side, open_image, to_pil, to_tensor
+from fastnst.core.losses import PerceptualLoss
+from fastnst.core.modelfile import ModelMeta, load_network, resolve_model, save_stylizer
+from fastnst.core.styles import sha256_file
+from fastnst.core.transformer import TransformerNet
+from fastnst.inference.batch import unique_name
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE = "multistyle"
+PHOTO_DIR = Path(__file__).resolve().parent.parent / "assets" / "photos"  # public-domain / CC0 photos
+MIN_PAINTING_SIDE = 64
+LOSS_KEYS = ("vgg", "content_layers", "style_layers", "content_weight", "style_weight", "tv_weight",
+             "style_norm", "content_norm", "palette_weight")
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How a painting is fitted. ``photos``: a folder of training photos (default: the few that ship with
+    fastnst, so it works offline); ``vgg_weights``: the loss network (``imagenet``: torchvision's, cached
+    after the first download, or a local file)."""
+
+    steps: int = 150
+    lr: float = 2e-2
+    image_size: int = 128
+    batch_size: int = 4
+    style_size: int = 512
+    photos: Path | None = None
+    vgg_weights: str = "imagenet"
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {"steps": self.steps >= 1, "lr": 0 < self.lr <= 1, "image_size": 32 <= self.image_size <= 1024,
+                  "batch_size": 1 <= self.batch_size <= 64, "style_size": 64 <= self.style_size <= 2048}
+        for name, ok in checks.items():
+            if not ok:
+                raise FastNSTError(f"{name} is out of range: {getattr(self, name)!r}", param=name)
+
+    def recipe(self) -> dict[str, object]:
+        """What changes the result (the cache key), as plain values; the device does not."""
+        return {"steps": self.steps, "lr": self.lr, "image_size": self.image_size, "batch_size": self.batch_size,
+                "style_size": self.style_size, "seed": self.seed, "vgg_weights": Path(self.vgg_weights).name,
+                "photos": _folder_digest(self.photos or PHOTO_DIR)}
+
+
+@dataclass(frozen=True)
+class FitProgress:
+    step: int
+    steps: int
+    loss: float
+    seconds: float  # since the first step began (loading excluded)
+
+    @property
+    def eta(self) -> float:
+        """Seconds left, from the mean step time so far."""
+        return self.seconds / max(self.step, 1) * (self.steps - self.step)
+
+
+class Painter:
+    """The network being fitted, as it is now: ``painter(image)`` paints a small picture (a live preview)."""
+
+    def __init__(self, network: TransformerNet, style: torch.Tensor) -> None:
+        self.network, self.style = network, style
+
+    @torch.no_grad()
+    def __call__(self, image: Image.Image) -> Image.Image:
+        x = to_tensor(image).to(self.style.device)
+        return to_pil(self.network(x, self.style[None]))
+
+
+class FitCancelled(Exception):
+    """The fit was stopped by its ``cancel`` check; nothing was written."""
+
+
+def read_painting(path: Path, max_pixels: int | None = MAX_IMAGE_PIXELS) -> tuple[Image.Image, list[str]]:
+    """The painting as RGB, and notes on what was changed (grey, alpha). Raises for what cannot be a style:
+    not an image, over the pixel limit, or under 64 px on a side."""
+    if not path.is_file():
+        raise FastNSTError(f"{path}: no such painting file", param="style_image")
+    image = open_image(path, max_pixels)
+    if min(image.size) < MIN_PAINTING_SIDE:
+        raise FastNSTError(f"{path.name} is {image.width}x{image.height}: a painting needs at least "
+                           f"{MIN_PAINTING_SIDE} px on each side to show its brushwork", param="style_image")
+    notes = []
+    if "A" in image.getbands() or image.mode == "P" and "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.new("RGB", rgba.size, (255, 255, 255))
+        image.paste(rgba, mask=rgba.getchannel("A"))
+        notes.append(f"{path.name} has transparency: fitted on a white background")
+    if image.mode in ("L", "LA", "1", "I", "I;16", "F") or _is_grey(image):
+        notes.append(f"{path.name} is greyscale: the style will be grey")
+    return image.convert("RGB") if image.mode != "RGB" else image, notes
+
+
+def style_name(path: Path) -> str:
+    """A plain style name from a file name: ``My Painting (1).jpg`` -> ``My_Painting_1``."""
+    name = re.sub(r"[^\w+-]+", "_", path.stem).strip("_.")[:48]
+    return name or "painting"
+
+
+def fit_style(painting: Path, base: str | Path = DEFAULT_BASE, options: FitOptions = FitOptions(),
+              name: str | None = None, on_progress: Callable[[FitProgress, Painter], None] | None = None,
+              cancel: Callable[[], bool] | None = None) -> tuple[TransformerNet, ModelMeta]:
+    """``base`` grown by one style fitted to ``painting``; returns the network (on the CPU) and its
+    metadata. ``on_progress`` hears every step; ``cancel`` returning True stops it (FitCancelled)."""
+    image, notes = read_painting(painting)
+    for note in notes:
+        log.warning("%s", note)
+    base_path = resolve_model(base)
+    network, meta = load_network(base_path)
+    names = meta.style_names
+    name = unique_name(name or style_name(painting), names.__contains__)
+    device = resolve_device(options.device)
+    torch.manual_seed(options.seed)
+    grown = network.with_new_style().to(device)
+    index = grown.num_styles - 1
+    grown.train_only_styles([index])
+    loss = _loss(meta, options.vgg_weights).to(device)
+    loss.set_style(fit_long_side(to_tensor(image), options.style_size).to(device))
+    photos = training_photos(options.photos, options.image_size)
+    trained = [p for p in grown.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trained, lr=options.lr)
+    one_hot = torch.nn.functional.one_hot(torch.tensor(index), grown.num_styles).float().to(device)
+    generator = torch.Generator().manual_seed(options.seed)
+    painter = Painter(grown, one_hot)
+    start = time.perf_counter()
+    for step in range(1, options.steps + 1):
+        if cancel is not None and cancel():
+            raise FitCancelled
+        batch = random_crops(photos, options.image_size, options.batch_size, generator).to(device)
+        with _autocast(device):
+            out = grown(batch, one_hot.expand(len(batch), -1))
+            total = loss(out, batch)["total"]
+        if not torch.isfinite(total):
+            raise FastNSTError(f"the fit diverged at step {step} (loss {total.item()}); lower the learning rate",
+                               param="lr")
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        if on_progress is not None:
+            progress = FitProgress(step, options.steps, float(total.detach()), time.perf_counter() - start)
+            on_progress(progress, painter)
+    grown.eval().requires_grad_(False).cpu()
+    described = (f"{name} ({painting.name}) added to {base_path.name}: its (γ, β) fitted for {options.steps} "
+                 f"steps of batch {options.batch_size} at {options.image_size} px, shared weights frozen")
+    fitted = dataclasses.replace(
+        meta, network=grown.config, style_name=f"{meta.style_name}+{name}"[:64], styles=[*names, name],
+        style_images=[*(meta.image_of(n) for n in names), painting.name],
+        description=f"{described}; base: {meta.description}"[:4096],
+        loss={**meta.loss, "vgg_weights": Path(options.vgg_weights).name})
+    return grown, fitted
+
+
+def add_style(painting: Path, target: Path, base: str | Path = DEFAULT_BASE, options: FitOptions = FitOptions(),
+              name: str | None = None, on_progress: Callable[[FitProgress, Painter], None] | None = None,
+              cancel: Callable[[], bool] | None = None) -> Path:
+    """Fit ``painting`` and write the grown model to ``target`` (atomically: an interrupted fit writes nothing)."""
+    network, meta = fit_style(painting, base, options, name, on_progress, cancel)
+    return save_stylizer(network, target, meta)
+
+
+def cached_style(painting: Path, base: str | Path = DEFAULT_BASE, options: FitOptions = FitOptions(),
+                 name: str | None = None, on_progress: Callable[[FitProgress, Painter], None] | None = None,
+                 cancel: Callable[[], bool] | None = None, folder: Path | None = None) -> tuple[Path, bool]:
+    """The model of ``base`` + ``painting``, from the cache or fitted into it; returns (path, was cached).
+    Two processes asking for one painting at once: the second waits for the first and reuses its result."""
+    if not painting.is_file():
+        raise FastNSTError(f"{painting}: no such painting file", param="style_image")
+    base_path = resolve_model(base)
+    target = (folder or cache_dir() / "fitted") / f"{cache_key(painting, base_path, options, name)}.safetensors"
+    if target.is_file():
+        return target, True
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(target.with_suffix(".lock")):
+        if target.is_file():  # fitted by another process while this one waited
+            return target, True
+        return add_style(painting, target, base_path, options, name, on_progress, cancel), False
+
+
+def cache_key(painting: Path, base: Path, options: FitOptions, name: str | None = None) -> str:
+    recipe = json.dumps({**options.recipe(), "name": name}, sort_keys=True)
+    digest = hashlib.sha256(f"{sha256_file(painting)}|{sha256_file(base)}|{recipe}".encode()).hexdigest()
+    return f"{style_name(painting)[:32]}-{digest[:16]}"
+
+
+def training_photos(folder: Path | None, size: int) -> list[torch.Tensor]:
+    """The photos crops are drawn from, each resized so its short side is 1.5x the crop (room for scale)."""
+    if folder is not None and not folder.is_dir():
+        raise FastNSTError(f"{folder}: no such folder of photos", param="photos")
+    files = find_images(folder or PHOTO_DIR)
+    photos = []
+    for path in files[:2000]:
+        try:
+            x = to_tensor(open_image(path, long_side=4 * size))
+        except FastNSTError as err:
+            log.warning("skipped %s", err)
+            continue
+        short = min(x.shape[-2:])
+        photos.append(fit_long_side(x, round(max(x.shape[-2:]) * 1.5 * size / short)))
+    if not photos:
+        raise FastNSTError(f"{folder or PHOTO_DIR}: no readable photos to fit on", param="photos")
+    return photos
+
+
+def random_crops(photos: list[torch.Tensor], size: int, batch: int, generator: torch.Generator) -> torch.Tensor:
+    """``batch`` random square crops (random photo, scale 1/1.5-1 of the short side, position, mirror)."""
+    crops = []
+    for _ in range(batch):
+        x = photos[int(torch.randint(len(photos), (1,), generator=generator))]
+        h, w = x.shape[-2:]
+        side = int(torch.randint(size, min(h, w) + 1, (1,), generator=generator))
+        top = int(torch.randint(h - side + 1, (1,), generator=generator))
+        left = int(torch.randint(w - side + 1, (1,), generator=generator))
+        crop = torch.nn.functional.interpolate(x[..., top:top + side, left:left + side], size=(size, size),
+                                               mode="bilinear", antialias=True, align_corners=False)
+        if torch.rand(1, generator=generator) < 0.5:
+            crop = crop.flip(-1)
+        crops.append(crop.clamp(0, 1))
+    return torch.cat(crops)
+
+
+def _loss(meta: ModelMeta, vgg_weights: str) -> PerceptualLoss:
+    spec = {k: meta.loss[k] for k in LOSS_KEYS if k in meta.loss}
+    if not spec.get("style_layers"):
+        raise FastNSTError("the base model's file does not say how it was trained (no loss in its metadata)",
+                           param="model")
+    return PerceptualLoss.from_spec(**spec, vgg_weights=vgg_weights)
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 where it is native (CUDA; CPUs with AMX or AVX512-BF16); fp32 elsewhere."""
+    if device.type == "cuda" or device.type == "cpu" and native_bf16_cpu():
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _is_grey(image: Image.Image) -> bool:
+    rgb = np.asarray(image.convert("RGB").resize((32, 32)), dtype=np.int16)
+    return int(np.abs(np.diff(rgb, axis=2)).max()) <= 2
+
+
+def _folder_digest(folder: Path) -> str:
+    """The photos a fit used, by name and size (cheap; a changed folder gives another cache entry)."""
+    if not folder.is_dir():
+        return str(folder)
+    listing = sorted(f"{p.relative_to(folder)}:{p.stat().st_size}" for p in find_images(folder))
+    return hashlib.sha256("\n".join(listing).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` across processes (POSIX flock; elsewhere, none: the atomic write still
+    leaves one complete entry)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,146 @@
+"""Any painting as a style: fitting a new (γ, β) on a trained multi-style network, cached. Tiny networks,
+32 px crops and a seeded random VGG: what is checked is the mechanics, not the looks (docs/quality.md)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from fastnst.core.errors import FastNSTError
+from fastnst.core.modelfile import load_network, read_metadata
+from fastnst.core.transformer import StyleInstanceNorm
+from fastnst.inference.fitting import FitCancelled, FitOptions, cached_style, fit_style, read_painting, style_name
+from fastnst.inference.stylizer import StylizeOptions, Stylizer
+
+from conftest import make_image
+from samples import tiny_base
+
+FAST = FitOptions(steps=3, image_size=32, batch_size=2, style_size=64, vgg_weights="random", device="cpu")
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    for i in range(3):
+        make_image(tmp_path / "photos" / f"p{i}.png", (64, 48), seed=i)
+    return tmp_path / "photos"
+
+
+@pytest.fixture
+def painting(tmp_path: Path) -> Path:
+    return make_image(tmp_path / "My Painting (1).png", (96, 80), seed=7)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FASTNST_CACHE", str(tmp_path / "cache"))
+
+
+def test_only_the_new_style_moves_and_its_loss_falls(tmp_path: Path, painting: Path, photos: Path) -> None:
+    base = tiny_base(tmp_path / "base.safetensors")
+    before, _ = load_network(base)
+    losses: list[float] = []
+    options = FitOptions(steps=40, image_size=32, batch_size=2, style_size=64, vgg_weights="random", photos=photos)
+    net, meta = fit_style(painting, base, options, on_progress=lambda p, _: losses.append(p.loss))
+    assert meta.styles == ["ink", "fire", "My_Painting_1"] and meta.network["num_styles"] == 3
+    assert len(losses) == 40 and sum(losses[-5:]) < sum(losses[:5])
+    grown = dict(net.state_dict())
+    for key, old in before.state_dict().items():
+        if old.dim() == 2 and old.shape[0] == 2:  # a norm's (γ or β) rows: the old styles' kept exactly
+            assert torch.equal(grown[key][:2], old)
+        else:
+            assert torch.equal(grown[key], old), key
+    new_rows = [m.weight[2] for m in net.modules() if isinstance(m, StyleInstanceNorm)]
+    mean_rows = [m.weight[:2].mean(0) for m in net.modules() if isinstance(m, StyleInstanceNorm)]
+    assert any(not torch.allclose(a, b) for a, b in zip(new_rows, mean_rows, strict=True))
+
+
+def test_the_fitted_model_paints_its_style_and_blends(tmp_path: Path, painting: Path, photos: Path) -> None:
+    path, cached = cached_style(painting, tiny_base(tmp_path / "b.safetensors"), FitOptions(**{**FAST.__dict__,
+                                                                                            "photos": photos}))
+    assert not cached and path.parent == tmp_path / "cache" / "fitted"
+    stylizer = Stylizer.from_file(path, device="cpu", precision="fp32", engine="torch")
+    photo = Image.open(make_image(tmp_path / "x.png", (40, 32), seed=1))
+    new = stylizer.stylize(photo, StylizeOptions(style="My_Painting_1"))
+    old = stylizer.stylize(photo, StylizeOptions(style="ink"))
+    blend = stylizer.stylize(photo, StylizeOptions(style="ink:0.5,My_Painting_1:0.5"))
+    assert new.size == (40, 32) and new.tobytes() != old.tobytes() != blend.tobytes()
+    assert read_metadata(path).style_images[-1] == painting.name  # the name, not the user's folders
+
+
+def test_the_second_request_is_cached_and_two_at_once_fit_once(tmp_path: Path, painting: Path,
+                                                               photos: Path) -> None:
+    base = tiny_base(tmp_path / "b.safetensors")
+    options = FitOptions(**{**FAST.__dict__, "photos": photos})
+    fits: list[int] = []
+    results: list[tuple[Path, bool]] = []
+
+    def ask() -> None:
+        results.append(cached_style(painting, base, options, on_progress=lambda p, _: fits.append(p.step)))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(c for _, c in results) == [False, True] and fits == [1, 2, 3]
+    assert len({p for p, _ in results}) == 1
+    assert [p.suffix for p in (tmp_path / "cache" / "fitted").iterdir() if p.suffix != ".lock"] == [".safetensors"]
+    again = cached_style(painting, base, options, on_progress=lambda p, _: fits.append(p.step))
+    assert again == (results[0][0], True) and len(fits) == 3
+    other = cached_style(painting, base, FitOptions(**{**options.__dict__, "steps": 2}))
+    assert other[0] != again[0]  # another recipe, another entry
+
+
+def test_a_cancelled_fit_writes_nothing(tmp_path: Path, painting: Path, photos: Path) -> None:
+    steps: list[int] = []
+    with pytest.raises(FitCancelled):
+        cached_style(painting, tiny_base(tmp_path / "b.safetensors"), FitOptions(**{**FAST.__dict__, "photos": photos}),
+                     on_progress=lambda p, _: steps.append(p.step), cancel=lambda: len(steps) >= 2)
+    assert steps == [1, 2]
+    assert not list((tmp_path / "cache" / "fitted").glob("*.safetensors"))
+
+
+def test_a_single_style_base_is_grown_to_two(tmp_path: Path, painting: Path, photos: Path) -> None:
+    net, meta = fit_style(painting, tiny_base(tmp_path / "one.safetensors", ("ink",)),
+                          FitOptions(**{**FAST.__dict__, "photos": photos}))
+    assert meta.styles == ["ink", "My_Painting_1"] and net.num_styles == 2
+
+
+def test_greyscale_and_transparent_paintings_are_fitted_with_a_note(tmp_path: Path) -> None:
+    grey = make_image(tmp_path / "grey.png", (80, 80), mode="L")
+    image, notes = read_painting(grey)
+    assert image.mode == "RGB" and notes == ["grey.png is greyscale: the style will be grey"]
+    rgba = Image.open(make_image(tmp_path / "a.png", (80, 80))).convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(tmp_path / "alpha.png")
+    image, notes = read_painting(tmp_path / "alpha.png")
+    assert image.mode == "RGB" and notes == ["alpha.png has transparency: fitted on a white background"]
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda d: (d / "notes.txt").write_text("hello") and d / "notes.txt", "notes.txt is not an image Pillow can read"),
+    (lambda d: make_image(d / "tiny.png", (40, 120)), "tiny.png is 40x120: a painting needs at least 64 px"),
+    (lambda d: Image.new("1", (12000, 11000)).save(d / "huge.png") or d / "huge.png", "over the limit of 120 Mpx"),
+    (lambda d: d / "missing.jpg", "missing.jpg: no such painting file"),
+])
+def test_what_cannot_be_a_style_is_one_message(tmp_path: Path, make, message: str) -> None:
+    with pytest.raises(FastNSTError) as err:
+        read_painting(make(tmp_path))
+    assert message in str(err.value)
+
+
+def test_a_file_that_is_not_a_model_cannot_be_a_base(tmp_path: Path, painting: Path) -> None:
+    bogus = tmp_path / "bogus.safetensors"
+    bogus.write_bytes(b"\x00" * 64)
+    with pytest.raises(FastNSTError):
+        fit_style(painting, bogus, FAST)
+
+
+def test_style_names_come_from_file_names() -> None:
+    assert style_name(Path("My Painting (1).jpg")) == "My_Painting_1"
+    assert style_name(Path("....jpg")) == "painting"
+    assert style_name(Path("Mona-Lisa+x.png")) == "Mona-Lisa+x"
