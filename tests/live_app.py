@@ -73,7 +73,7 @@ def make_clip(path: Path, frames: int = 12, size: tuple[int, int] = (64, 48), au
 class LiveApp:
     """``with LiveApp(models, workdir) as app: app.url``; stops the server and the video worker on exit."""
 
-    def __init__(self, models: list[Path], workdir: Path) -> None:
+    def __init__(self, models: list[Path], workdir: Path, fit_options: object = None) -> None:
         import uvicorn
 
         from fastnst.app.models import ModelBook
@@ -84,7 +84,8 @@ class LiveApp:
         self.book = ModelBook(models, workdir, device="cpu", engine="torch")
         self.sock = listen("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(self.book, workdir), log_level="warning"))
+        app = create_app(self.book, workdir, fit_options=fit_options)
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> LiveApp:

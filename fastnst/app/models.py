@@ -110,6 +110,17 @@ class ModelBook:
                     return entry.id
             return self._add(Entry(self._free_id(Path(filename).stem), path, meta, starter=False, uploaded=True)).id
 
+    def add_fitted(self, path: Path, stem: str) -> str:
+        """Offer a model fitted in the app (a painting added as a style); its id."""
+        with self._lock:
+            for entry in self._entries.values():
+                if entry.path == path:
+                    return entry.id
+            return self._add(Entry(self._free_id(stem), path, read_metadata(path), starter=False, uploaded=True)).id
+
+    def path(self, model_id: str) -> Path:
+        return self._entry(model_id).path
+
     def _entry(self, model_id: str) -> Entry:
         try:
             return self._entries[model_id]

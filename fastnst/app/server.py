@@ -7,6 +7,10 @@
                                      in order; errors as {"error": "...", "frame": true if a frame's}
     POST /api/videos                 a clip (``video``) -> a job; GET /api/videos/ID its progress,
     GET  /api/videos/ID/result       and the stylized clip
+    POST /api/styles                 a painting (``painting``; ``base`` a model id, ``photo`` for the preview)
+                                     -> a fit; GET /api/styles/ID its progress, /preview the latest preview,
+    POST /api/styles/ID/cancel       stops it; when done, the new model is in /api/models
+    GET  /api/models/ID/file         a model's file (a fitted style, to keep)
 
 Options are form fields: ``model``, ``style`` (a name or ``a:0.7,b:0.3``), ``strength``, ``preserve_color``,
 ``size`` (long side in px, or ``full``). Errors are ``{"error": "..."}`` with status 400 (the user's input)
@@ -45,6 +49,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from fastnst.app.fits import StyleFit, StyleFits
 from fastnst.app.guard import SameOrigin
 from fastnst.app.jobs import VideoJobs
 from fastnst.app.models import LIVE_STREAMS, ModelBook
@@ -52,6 +57,7 @@ from fastnst.core.device import resolve_device
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import MAX_IMAGE_PIXELS, decode_image
 from fastnst.inference.engines import openvino_available
+from fastnst.inference.fitting import FitOptions
 from fastnst.inference.stylizer import StylizeOptions
 
 log = logging.getLogger(__name__)
@@ -65,6 +71,8 @@ DISCONNECT_POLL_S = 0.5  # how often a running photo request checks that its cli
 CANCEL_TILE = 1024  # photos over 4x this squared run in tiles, each a point where a departed client stops them
 PREVIEW_QUALITY = 90
 DEFAULT_MODEL = "starry_night"
+MAX_FIT_STEPS = 5000
+FIT_BASE = "multistyle"  # what "Add a style" grows unless the page names another model
 WORKDIR_PREFIX = "fastnst-app-"  # + process id + "-": a killed app's folder is recognised and removed
 
 
@@ -78,9 +86,10 @@ class Handlers:
     """The app's request handlers over ``book``'s models, as methods a test can call one by one. Video
     uploads and results go under ``workdir``."""
 
-    def __init__(self, book: ModelBook, workdir: Path) -> None:
+    def __init__(self, book: ModelBook, workdir: Path, fit_options: FitOptions | None = None) -> None:
         self.book = book
         self.jobs = VideoJobs(workdir)
+        self.fits = StyleFits(workdir, fit_options or FitOptions(), self._fitted)
         self.photo_lock = asyncio.Lock()  # one photo at a time: two at once would only share the cores
 
     def settings(self, fields: FormData | dict) -> Settings:
@@ -207,22 +216,64 @@ class Handlers:
             raise FastNSTError(f"the video is not ready ({job.state})")
         return FileResponse(job.target, filename=job.download_name)
 
+    async def add_style(self, request: Request) -> JSONResponse:
+        form = await read_form(request, MAX_IMAGE_BYTES, max_files=2)
+        upload = form_file(form, "painting", "a painting")
+        data = await upload.read()
+        base = str(form.get("base") or (FIT_BASE if FIT_BASE in self.book.ids() else default_model(self.book)))
+        self.book.check(base)
+        photo = form.get("photo")
+        preview = await photo.read() if isinstance(photo, UploadFile) else None
+        steps = str(form.get("steps") or "")
+        if steps and not (steps.isdigit() and 1 <= int(steps) <= MAX_FIT_STEPS):
+            raise FastNSTError(f"steps must be a whole number from 1 to {MAX_FIT_STEPS}")
+        fit = await run_in_threadpool(self.fits.start, upload.filename or "painting.png", data,
+                                      self.book.path(base), base, preview, int(steps) if steps else None)
+        return JSONResponse(fit.status())
+
+    async def style_status(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.fits.get(request.path_params["fit"]).status())
+
+    async def style_preview(self, request: Request) -> Response:
+        fit = self.fits.get(request.path_params["fit"])
+        if not fit.preview:
+            raise FastNSTError("no preview yet")
+        return Response(fit.preview, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    async def cancel_style(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.fits.cancel(request.path_params["fit"]).status())
+
+    async def model_file(self, request: Request) -> Response:
+        model_id = request.path_params["model"]
+        path = self.book.path(model_id)
+        return FileResponse(path, filename=f"{model_id}{path.suffix}")
+
+    def _fitted(self, path: Path, fit: StyleFit) -> str:
+        return self.book.add_fitted(path, Path(fit.name).stem)
+
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         # Load the default model while the page opens (an OpenVINO conversion takes seconds once).
         threading.Thread(target=warm_up, args=(self.book,), daemon=True).start()
         yield
+        await run_in_threadpool(self.fits.close)
         await run_in_threadpool(self.jobs.close)
 
 
-def create_app(book: ModelBook, workdir: Path, host: str = "127.0.0.1") -> Starlette:
+def create_app(book: ModelBook, workdir: Path, host: str = "127.0.0.1",
+               fit_options: FitOptions | None = None) -> Starlette:
     """The ASGI app over ``book``'s models; uploads and results go under ``workdir``. ``host``: the
-    address it listens on; requests naming another Host, or from another site's page, are refused."""
-    h = Handlers(book, workdir)
+    address it listens on; requests naming another Host, or from another site's page, are refused.
+    ``fit_options``: how "Add a style" fits a painting."""
+    h = Handlers(book, workdir, fit_options)
     routes = [Route("/", h.index), Route("/api/models", h.list_models),
               Route("/api/models", h.add_model, methods=["POST"]), Route("/api/stylize", h.stylize, methods=["POST"]),
               WebSocketRoute("/ws/webcam", h.webcam), Route("/api/videos", h.submit_video, methods=["POST"]),
               Route("/api/videos/{job}", h.video_status), Route("/api/videos/{job}/result", h.video_result),
+              Route("/api/styles", h.add_style, methods=["POST"]), Route("/api/styles/{fit}", h.style_status),
+              Route("/api/styles/{fit}/preview", h.style_preview),
+              Route("/api/styles/{fit}/cancel", h.cancel_style, methods=["POST"]),
+              Route("/api/models/{model}/file", h.model_file),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     handlers = {FastNSTError: user_error, Exception: server_error}
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=h.lifespan,  # type: ignore[arg-type]
@@ -248,7 +299,7 @@ class _TooLarge(Exception):
     pass
 
 
-async def read_form(request: Request, limit: int) -> FormData:
+async def read_form(request: Request, limit: int, max_files: int = 1) -> FormData:
     """The multipart form, refused as soon as more than ``limit`` bytes have arrived: a declared
     Content-Length is checked first, and the bytes are counted as they come, since a chunked upload
     declares none (uncounted, one spooled 1.27 GB to disk against a 64 MB limit)."""
@@ -270,7 +321,7 @@ async def read_form(request: Request, limit: int) -> FormData:
 
     bounded = Request(request.scope, counted)
     try:
-        form = await bounded.form(max_files=1, max_fields=20)
+        form = await bounded.form(max_files=max_files, max_fields=20)
     except _TooLarge:
         raise FastNSTError(too_large) from None
     except Exception as err:  # a malformed body: the multipart parser's own error types vary
@@ -415,7 +466,7 @@ def _alive(pid: int) -> bool:
 
 
 def serve(models: list[Path], host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          engine: str | None = None) -> None:
+          engine: str | None = None, fit_options: FitOptions | None = None) -> None:
     """Run the app until interrupted. Everything it writes lives in one temporary folder, removed at the end."""
     import uvicorn
 
@@ -436,7 +487,7 @@ def serve(models: list[Path], host: str = "127.0.0.1", port: int = 8000, device:
         if host not in ("127.0.0.1", "localhost", "::1"):
             print(f"warning: listening on {host}: anyone who can reach this machine can use the app "
                   "and upload files to it", flush=True)
-        config = uvicorn.Config(create_app(book, workdir, host), log_level="warning", ws_max_size=16 * MB)
+        config = uvicorn.Config(create_app(book, workdir, host, fit_options), log_level="warning", ws_max_size=16 * MB)
         try:
             uvicorn.Server(config).run(sockets=[sock])
         except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its graceful shutdown: a normal end

@@ -85,7 +85,11 @@ def cmd_app(args: argparse.Namespace) -> int:
                            "missing)") from None
     if not 0 <= args.port <= 65535:
         raise FastNSTError(f"port must be from 0 to 65535, got {args.port}", param="port")
-    serve(args.models, args.host, args.port, args.device, args.engine)
+    from fastnst.inference.fitting import FitOptions
+
+    fit = FitOptions(vgg_weights=args.vgg_weights, device=args.device,
+                     **({"steps": args.fit_steps} if args.fit_steps is not None else {}))
+    serve(args.models, args.host, args.port, args.device, args.engine, fit)
     return 0
 
 

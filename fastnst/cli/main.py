@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     a.add_argument("--engine", default=None, choices=["auto", "torch", "openvino"],
                    help="as for stylize (default auto)")
+    a.add_argument("--fit-steps", type=int, default=None, help="Add a style: fitting steps (default as add-style)")
+    a.add_argument("--vgg-weights", default=os.environ.get("FASTNST_VGG_WEIGHTS", "imagenet"),
+                   help="Add a style: the loss network (imagenet, or a local file; $FASTNST_VGG_WEIGHTS)")
     a.set_defaults(func=cmd_app)
     return parser
 

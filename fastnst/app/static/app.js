@@ -108,6 +108,91 @@ $("model-input").addEventListener("change", async () => {
   chooseModel(m.id);
 });
 
+// ---- add a style -----------------------------------------------------------------------------------
+// A dropped painting is fitted on the server (one at a time); the page polls its progress and preview.
+const fit = { id: null, previews: 0, timer: null };
+
+function soloStyle(name) {
+  for (const key of weights.keys()) weights.set(key, key === name ? 100 : 0);
+  renderSliders([...weights.keys()]);
+  changed();
+}
+
+async function previewPhoto() {
+  // What the user is looking at: a camera frame in webcam mode, else the chosen photo (the server shrinks it).
+  if (webcam.stream) {
+    const canvas = Object.assign(document.createElement("canvas"), { width: 320, height: 240 });
+    canvas.getContext("2d").drawImage($("camera"), 0, 0, canvas.width, canvas.height);
+    return await new Promise((done) => canvas.toBlob(done, "image/jpeg", 0.85));
+  }
+  return photo;
+}
+
+function minutes(seconds) {
+  return seconds >= 90 ? `about ${Math.round(seconds / 60)} min left` : `about ${Math.max(1, Math.round(seconds))} s left`;
+}
+
+async function startFit(file) {
+  const form = new FormData();
+  form.append("painting", file);
+  const current = models.get($("model").value);
+  if (current && current.styles.length) form.append("base", current.id);  // grow the multi-style model in use
+  const preview = await previewPhoto();
+  if (preview) form.append("photo", preview, "preview.jpg");
+  const response = await fetch("/api/styles", { method: "POST", body: form });
+  if (!response.ok) { showMessage(await errorOf(response)); return; }
+  clearMessage();
+  fit.id = (await response.json()).id;
+  fit.previews = 0;
+  $("fit").hidden = false;
+  $("fit-cancel").hidden = false;
+  $("fit-download").hidden = true;
+  $("fit-preview").removeAttribute("src");
+  $("fit-status").textContent = `starting on ${file.name}…`;
+  pollFit(fit.id);
+}
+
+async function pollFit(id) {
+  if (id !== fit.id) return;
+  const response = await fetch(`/api/styles/${id}`);
+  if (!response.ok) { showMessage(await errorOf(response)); return; }
+  const s = await response.json();
+  $("fit-progress").value = s.steps ? s.step / s.steps : 0;
+  if (s.previews > fit.previews) {
+    fit.previews = s.previews;
+    $("fit-preview").src = `/api/styles/${id}/preview?n=${s.previews}`;
+  }
+  if (s.state === "running" || s.state === "starting") {
+    $("fit-status").textContent = s.state === "starting" ? `loading (${s.name})…`
+      : `${s.name}: step ${s.step} of ${s.steps} · loss ${s.loss.toFixed(3)} · ${minutes(s.eta)}`;
+    fit.timer = setTimeout(() => pollFit(id), 1000);
+    return;
+  }
+  $("fit-cancel").hidden = true;
+  if (s.state === "done") {
+    $("fit-progress").value = 1;
+    $("fit-status").textContent = `${s.name} is now the style “${s.style}” of ${s.model}`;
+    $("fit-download").href = `/api/models/${s.model}/file`;
+    $("fit-download").hidden = false;
+    await loadModels(s.model);
+    soloStyle(s.style);
+  } else {
+    $("fit-status").textContent = s.state === "cancelled" ? "cancelled" : "";
+    if (s.state === "error") showMessage(s.error);
+  }
+}
+
+$("painting-input").addEventListener("change", () => {
+  const file = $("painting-input").files[0];
+  $("painting-input").value = "";
+  if (file) startFit(file);
+});
+$("fit-cancel").addEventListener("click", async () => {
+  if (!fit.id) return;
+  const response = await fetch(`/api/styles/${fit.id}/cancel`, { method: "POST" });
+  if (!response.ok) showMessage(await errorOf(response));
+});
+
 // ---- photo mode ------------------------------------------------------------------------------------
 let photo = null;        // the chosen File
 let photoRequest = null; // AbortController of the preview in flight
