@@ -171,11 +171,11 @@ async function pollFit(id) {
   $("fit-cancel").hidden = true;
   if (s.state === "done") {
     $("fit-progress").value = 1;
-    $("fit-status").textContent = `${s.name} is now the style “${s.style}” of ${s.model}`;
-    $("fit-download").href = `/api/models/${s.model}/file`;
-    $("fit-download").hidden = false;
     await loadModels(s.model);
     soloStyle(s.style);
+    $("fit-download").href = `/api/models/${s.model}/file`;
+    $("fit-download").hidden = false;
+    $("fit-status").textContent = `${s.name} is now the style “${s.style}” of ${s.model}`;
   } else {
     $("fit-status").textContent = s.state === "cancelled" ? "cancelled" : "";
     if (s.state === "error") showMessage(s.error);

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from live_app import LiveApp, app_models, make_clip, small_model
-from samples import make_image
+from samples import make_image, tiny_base
 
 CHROMIUM = os.environ.get("FASTNST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 # The flags a root CI container needs, the fake camera, and no calls home (the network is closed).
@@ -51,9 +51,19 @@ def browser():
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> LiveApp:
+    from fastnst.inference.fitting import FitOptions
+
     root = tmp_path_factory.mktemp("browser-app")
-    with LiveApp(app_models(root / "models"), root / "work") as app:
+    models = app_models(root / "models")
+    for i in range(2):
+        make_image(root / "photos" / f"p{i}.png", (64, 48), seed=i)
+    fitting = FitOptions(steps=8, image_size=32, batch_size=2, style_size=64, vgg_weights="random", device="cpu",
+                         photos=root / "photos")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FASTNST_CACHE", str(root / "cache"))
+    with LiveApp([*models, tiny_base(root / "models" / "duo.safetensors")], root / "work", fitting) as app:
         yield app
+    mp.undo()
 
 
 @pytest.fixture
@@ -267,3 +277,27 @@ def test_a_photo_can_be_dropped_or_pasted(page, tmp_path: Path) -> None:
         data = base64.b64encode(make_image(tmp_path / f"{how}.png", size).read_bytes()).decode()
         page.evaluate(DROP_OR_PASTE, [how, f"{how}.png", data])
         assert stylized(page, shown).startswith(f"{size[0]} × {size[1]} px"), how
+
+
+def test_a_dropped_painting_becomes_a_style_with_progress_and_a_download(page, tmp_path: Path) -> None:
+    page.select_option("#model", "duo")
+    page.set_input_files("#photo-input", str(make_image(tmp_path / "photo.png", (64, 48))))
+    page.wait_for_function("document.querySelector('#result').naturalWidth > 0")
+    page.set_input_files("#painting-input", str(make_image(tmp_path / "Harbour.png", (96, 80), seed=3)))
+    page.wait_for_function("document.querySelector('#fit-status').textContent.includes('is now the style')",
+                           timeout=120_000)
+    assert page.locator("#fit-status").text_content() == "Harbour.png is now the style “Harbour” of Harbour"
+    assert page.input_value("#model") == "Harbour"
+    assert page.locator("#style-sliders input[data-style='Harbour']").input_value() == "100"
+    assert page.locator("#style-sliders input[data-style='ink']").input_value() == "0"
+    assert page.locator("#fit-preview").evaluate("img => img.naturalWidth") > 0
+    with page.expect_download() as download:
+        page.click("#fit-download")
+    assert download.value.suggested_filename == "Harbour.safetensors"
+
+
+def test_a_painting_that_is_not_an_image_is_one_message(page, tmp_path: Path) -> None:
+    (tmp_path / "notes.png").write_text("not a picture")
+    page.set_input_files("#painting-input", str(tmp_path / "notes.png"))
+    page.wait_for_selector("#message:not([hidden])")
+    assert page.locator("#message").text_content() == "notes.png is not an image Pillow can read"
