@@ -58,3 +58,47 @@ def tiny_base(path: Path, styles: tuple[str, ...] = ("ink", "fire")) -> Path:
     if len(styles) == 1:
         meta = ModelMeta(style_name=styles[0], loss=TINY_LOSS, steps=10)
     return save_stylizer(net, path, meta)
+
+
+def make_clip(path: Path, size: tuple[int, int] = (64, 48), frames: int = 12, fps: int = 10,
+              audio: bool = False, vfr: bool = False, rotation: int = 0, codec: str = "libx264") -> Path:
+    """A moving gradient; ``vfr`` spaces frames irregularly; audio is a 440 Hz AAC tone."""
+    from fractions import Fraction
+
+    import av
+
+    w, h = size
+    with av.open(str(path), "w") as out:
+        v = out.add_stream(codec, rate=fps)
+        v.width, v.height = w, h
+        v.pix_fmt = "yuv444p" if (w % 2 or h % 2) else "yuv420p"
+        v.time_base = Fraction(1, 1000)
+        if rotation:
+            v.set_display_rotation(rotation)
+        a = None
+        if audio:
+            a = out.add_stream("aac", rate=44100)
+            a.layout = "mono"
+        t_ms = 0
+        for i in range(frames):
+            yy, xx = np.mgrid[0:h, 0:w]
+            rgb = np.stack([(xx + 3 * i) % w * 255 // w, yy * 255 // h, np.full_like(xx, 40 * i % 255)], -1)
+            frame = av.VideoFrame.from_ndarray(rgb.astype(np.uint8), format="rgb24")
+            frame.pts, frame.time_base = t_ms, Fraction(1, 1000)
+            t_ms += (50 if i % 2 else 150) if vfr else 1000 // fps
+            for p in v.encode(frame):
+                out.mux(p)
+        for p in v.encode(None):
+            out.mux(p)
+        if a is not None:
+            samples = 44100 * frames // fps
+            tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 44100)).astype(np.float32)
+            for start in range(0, samples, 1024):
+                chunk = tone[None, start:start + 1024]
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
+                af.sample_rate, af.pts = 44100, start
+                for p in a.encode(af):
+                    out.mux(p)
+            for p in a.encode(None):
+                out.mux(p)
+    return path

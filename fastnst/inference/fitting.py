@@ -50,7 +50,7 @@ class FitOptions:
     fastnst, so it works offline); ``vgg_weights``: the loss network (``imagenet``: torchvision's, cached
     after the first download, or a local file)."""
 
-    steps: int = 150
+    steps: int = 250  # Monet, Picabia, Gauguin: past Magenta on the judge by here (docs/quality.md)
     lr: float = 2e-2
     image_size: int = 128
     batch_size: int = 4
@@ -161,7 +161,7 @@ def fit_style(painting: Path, base: str | Path = DEFAULT_BASE, options: FitOptio
         batch = random_crops(photos, options.image_size, options.batch_size, generator).to(device)
         with _autocast(device):
             out = grown(batch, one_hot.expand(len(batch), -1))
-            total = loss(out, batch)["total"]
+            total = loss(out, batch, sample_palette=True)["total"]
         if not torch.isfinite(total):
             raise FastNSTError(f"the fit diverged at step {step} (loss {total.item()}); lower the learning rate",
                                param="lr")

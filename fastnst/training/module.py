@@ -79,11 +79,12 @@ class StyleTransferModule(L.LightningModule):
         as a position in ``style_ids`` (None: the only style)."""
         if index is None:
             out = self(batch)
-            return out, self.loss(out, batch, network=self)
+            return out, self.loss(out, batch, network=self, sample_palette=self.training)
         ids = torch.tensor(self.style_ids, device=batch.device)[index]
         weights = torch.nn.functional.one_hot(ids, self.network.num_styles).float()
         out = self(batch, weights)
-        return out, self.loss(out, batch, network=lambda x: self(x, weights), style_index=index)
+        return out, self.loss(out, batch, network=lambda x: self(x, weights), style_index=index,
+                              sample_palette=self.training)
 
     def _training_styles(self, batch: torch.Tensor) -> torch.Tensor | None:
         """Deal this step's images to the styles in turn, continuing across steps and DDP ranks."""

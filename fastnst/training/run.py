@@ -19,6 +19,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from fastnst.core.device import native_bf16_cpu
 from fastnst.core.errors import FastNSTError
 from fastnst.core.losses import PerceptualLoss
 from fastnst.core.modelfile import ModelMeta, load_network, read_metadata, resolve_model, save_stylizer
@@ -49,10 +50,20 @@ def find_checkpoint(ckpt_path: str | None, run_dir: Path) -> Path | None:
 
 
 def _precision(cfg: DictConfig) -> str:
+    """``trainer.precision`` if set; else bf16-mixed on CUDA and on CPUs that run bf16 natively (AMX,
+    AVX512-BF16: docs/speed.md has the training speed-up and the held-out losses against fp32), 32-true on
+    other CPUs, where bf16 is emulated and slower than fp32. Logged, so the run says which it chose."""
     if cfg.trainer.get("precision") is not None:
         return str(cfg.trainer.precision)
     on_gpu = torch.cuda.is_available() and cfg.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
-    return "bf16-mixed" if on_gpu else "32-true"
+    if on_gpu:
+        chosen, why = "bf16-mixed", "on CUDA"
+    elif native_bf16_cpu():
+        chosen, why = "bf16-mixed", "this CPU runs bf16 natively (AMX or AVX512-BF16)"
+    else:
+        chosen, why = "32-true", "this CPU has no native bf16"
+    log.info("precision %s: %s (set trainer.precision to choose)", chosen, why)
+    return chosen
 
 
 @contextlib.contextmanager

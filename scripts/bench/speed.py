@@ -15,14 +15,18 @@ torchvision and lightning (and this repository on the path).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import platform
 import sys
 import time
 from collections import namedtuple
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import models
@@ -30,12 +34,13 @@ from torchvision import models
 from fastnst.core.device import native_bf16_cpu
 from fastnst.core.losses import PerceptualLoss
 from fastnst.core.transformer import TransformerNet
-from fastnst.core.vgg import VGGFeatures
 from fastnst.inference.engines import openvino_available
 from fastnst.inference.quantize import nncf_available
 from fastnst.inference.stylizer import Stylizer
 from fastnst.training.module import StyleTransferModule
 from scripts.common import seconds, sync
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def inference_paths(cuda: bool, dtypes: list[str], compile_rows: bool,
@@ -172,11 +177,15 @@ def ref_train_step(device: torch.device, batch: int, size: int, style: torch.Ten
 # ---- fastnst's product paths ----------------------------------------------------------------------------------
 def fast_train_step(device: torch.device, precision: str, channels_last: bool, compile: bool, channels: int,
                     style: torch.Tensor) -> Callable[[torch.Tensor], None]:
-    """The LightningModule's own loss code (StyleTransferModule.compute_losses), under autocast as Lightning's
-    bf16-mixed plugin runs it, with Adam."""
-    layers = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0}
-    vgg = VGGFeatures("vgg16", [*layers], weights="random")
-    loss = PerceptualLoss(vgg, {"relu2_2": 1.0}, layers, 1.0, 1e5, 0.0)
+    """The LightningModule's own loss code (StyleTransferModule.compute_losses, in training mode) with the
+    shipped loss (conf/loss/perceptual.yaml, conf/style/starry_night.yaml: five style layers, relative
+    errors, the palette term), under autocast as Lightning's bf16-mixed plugin runs it, with Adam."""
+    loss_conf = OmegaConf.load(ROOT / "conf" / "loss" / "perceptual.yaml")
+    style_conf = OmegaConf.load(ROOT / "conf" / "style" / "starry_night.yaml")
+    loss = PerceptualLoss.from_spec(
+        "vgg16", "random", dict(loss_conf.content_layers), dict(loss_conf.style_layers), style_conf.content_weight,
+        style_conf.style_weight, style_conf.tv_weight, 0.0, loss_conf.style_norm, loss_conf.content_norm,
+        style_conf.palette_weight)
     module = StyleTransferModule(TransformerNet(channels), loss, lambda p: torch.optim.Adam(p, 1e-3), style,
                                  channels_last=channels_last).to(device)
     if compile:
@@ -193,6 +202,18 @@ def fast_train_step(device: torch.device, precision: str, channels_last: bool, c
         optimizer.step()
 
     return step
+
+
+def cpu_capability() -> str:
+    """The CPU's model and whether it runs bf16 natively (what decides the default precisions)."""
+    model, flags = "", ""
+    with contextlib.suppress(OSError):
+        info = Path("/proc/cpuinfo").read_text()
+        model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+        flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
+    kinds = [name for name, flag in (("AMX", "amx_bf16"), ("AVX512-BF16", "avx512_bf16")) if flag in flags]
+    native = "native bf16: " + (" + ".join(kinds) if kinds else "yes" if native_bf16_cpu() else "no (fp32 only)")
+    return f"{model or platform.processor() or 'CPU'}; {native}"
 
 
 # ---- timing ---------------------------------------------------------------------------------------------------
@@ -237,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, help="frames per batch for the batched inference rows")
     parser.add_argument("--profile", action="store_true",
                         help="only profile fastnst's training step: where the time goes")
+    parser.add_argument("--only", choices=["inference", "training"], help="one half of the table")
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available() and args.device != "cpu"
     device = torch.device("cuda" if cuda else "cpu")
@@ -254,12 +276,21 @@ def main(argv: list[str] | None = None) -> int:
         frames, warmup, repeats, compile_rows = args.frames or 4, 2, 2 if args.quick else 7, args.compile
     if args.quick:
         repeats = min(repeats, 3)
-    name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
-    if args.profile:
-        return profile(device, train_size, int(batches.split(",")[0]), "bf16" if cuda else "fp32")
+    name = torch.cuda.get_device_name(device) if cuda else f"{cpu_capability()}; {torch.get_num_threads()} threads"
+    if args.profile:  # the precision training runs at by default here
+        return profile(device, train_size, int(batches.split(",")[0]), "bf16" if cuda or native_bf16_cpu() else "fp32")
     print(f"# fastnst benchmark — {name}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}\n")
     dtypes = ["fp32", "bf16"] if cuda or native_bf16_cpu() else ["fp32"]  # bf16 where it is native
 
+    if args.only != "training":
+        inference_table(device, cuda, sizes, dtypes, compile_rows, repeats, warmup, frames)
+    if args.only != "inference":
+        training_table(device, train_size, batches, dtypes, compile_rows, repeats, warmup)
+    return 0
+
+
+def inference_table(device: torch.device, cuda: bool, sizes: str, dtypes: list[str], compile_rows: bool,
+                    repeats: int, warmup: int, frames: int) -> None:
     print("## Inference (frames/s; ratio to the pytorch/examples reference at the same size)\n")
     print(row(["size", "model", "engine", "precision", "layout", "compile", "batch", "frames/s", "ratio", "TFLOP/s"]))
     print(row(["---"] * 10))
@@ -289,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
                                "channels_last" if channels_last else "NCHW", "yes" if compiled else "no", batch,
                                f"{fps:.2f}", f"{fps * ref_s:.2f}", f"{net_flops * fps / 1e12:.2f}"]), flush=True)
 
+
+
+def training_table(device: torch.device, train_size: int, batches: str, dtypes: list[str], compile_rows: bool,
+                   repeats: int, warmup: int) -> None:
     print(f"\n## Training at {train_size}x{train_size} (images/s; ratio to the reference at the same batch)\n")
     print(row(["batch", "path", "precision", "layout", "compile", "images/s", "ratio", "TFLOP/s"]))
     print(row(["---"] * 8))
@@ -312,7 +347,6 @@ def main(argv: list[str] | None = None) -> int:
                                "yes" if compiled else "no", f"{batch / s:.2f}", f"{ref_s / s:.2f}",
                                f"{step_flops / s / 1e12:.2f}"]), flush=True)
                     del step
-    return 0
 
 
 if __name__ == "__main__":

@@ -27,11 +27,13 @@ def test_gram_matches_the_direct_formula() -> None:
     torch.testing.assert_close(gram_matrix(f), expected)
 
 
-def test_gram_stays_fp32_under_bf16_autocast() -> None:
-    f = torch.randn(1, 8, 16, 16)
+def test_gram_of_bf16_features_is_fp32_and_as_close_as_bf16_rounding() -> None:
+    f = torch.randn(2, 8, 64, 64).relu()  # post-ReLU features, as the loss sees them
     with torch.autocast("cpu", dtype=torch.bfloat16):
         g = gram_matrix(f.bfloat16())
+    exact = gram_matrix(f.bfloat16().float())  # the same inputs, multiplied in fp32
     assert g.dtype == torch.float32
+    assert ((g - exact).norm() / exact.norm()) < 2 ** -8
 
 
 def test_total_variation_is_zero_for_a_flat_image_and_positive_for_noise() -> None:

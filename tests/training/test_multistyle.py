@@ -9,7 +9,6 @@ import pytest
 import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_video import make_clip
 
 from fastnst.cli.main import main
 from fastnst.core.blend import Morph, mix_label, parse_style, style_weights
@@ -21,7 +20,7 @@ from fastnst.inference.video import stylize_video
 from fastnst.training.run import run
 
 from conftest import compose_train, make_image, tiny_train_overrides
-from samples import tiny_model
+from samples import make_clip, tiny_model
 
 NAMES = ["warm", "cold", "grey"]
 

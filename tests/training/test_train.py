@@ -303,3 +303,22 @@ def test_validation_images_are_readable_ones(image_folder: Path) -> None:
     data.setup("fit")
     assert [p.name for p in data.val_set.files] == ["img0.jpg", "img2.png"]
     assert len(data.val_set) == 2 and data.val_set[0].shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_training_picks_bf16_only_where_the_cpu_runs_it_natively(style_path: Path, tmp_path: Path, native: bool,
+                                                                     monkeypatch, caplog) -> None:
+    """Both kinds of CPU, whichever this one is: bf16-mixed with native bf16, fp32 without, and it says so."""
+    import logging
+
+    from fastnst.training import run as run_module
+
+    monkeypatch.setattr(run_module, "native_bf16_cpu", lambda: native)
+    monkeypatch.setattr(run_module.torch.cuda, "is_available", lambda: False)
+    cfg = compose_train(tiny_train_overrides(style_path), tmp_path / "r")
+    with caplog.at_level(logging.INFO, logger=run_module.__name__):
+        chosen = run_module._precision(cfg)
+    assert chosen == ("bf16-mixed" if native else "32-true")
+    assert f"precision {chosen}" in caplog.text
+    cfg.trainer.precision = "32-true"
+    assert run_module._precision(cfg) == "32-true"  # an explicit choice wins
