@@ -192,7 +192,7 @@ def fit_painting(args: argparse.Namespace, painting: Path, base: str | None, nam
     from fastnst.inference.fitting import DEFAULT_BASE, FitOptions, cached_style, read_painting
 
     options = FitOptions(steps=args.fit_steps, lr=args.fit_lr, photos=args.fit_photos, vgg_weights=args.vgg_weights,
-                         device=args.device)
+                         device=args.device, content_weight=args.fit_content_weight)
     for note in read_painting(painting)[1]:  # checked before the base loads: a bad painting is one line, fast
         print(f"note: {note}", file=sys.stderr)
     bars: list[tqdm] = []  # made at the first step: a base that fails to load shows no bar

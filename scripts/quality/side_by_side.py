@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sheet", type=Path, help="write a contact sheet here")
     parser.add_argument("--photos", type=int, default=4, help="rows of the contact sheet")
     parser.add_argument("--cell", type=int, default=256)
+    parser.add_argument("--show-painting", action="store_true", help="the painting as the sheet's first column")
     args = parser.parse_args(argv)
 
     path = resolve_model(args.model)
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                 scores[method].append(s)
                 print(f"| {photo.name} | {method} | " + " | ".join(f"{s[k]:.3f}" for k in KEYS) + " |", flush=True)
             if i < args.photos:
-                rows.append([to_pil(x), *(to_pil(results[m].clamp(0, 1)) for m in methods)])
+                painting = [Image.open(style_image)] if args.show_painting else []
+                rows.append([*painting, to_pil(x), *(to_pil(results[m].clamp(0, 1)) for m in methods)])
     print("\n| method | " + " | ".join(KEYS) + " |\n|---|" + "---|" * len(KEYS))
     means = {m: {k: geomean([s[k] for s in scores[m]]) for k in KEYS} for m in methods}
     for m in methods:
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ngoals: style ≤ 1.00x the peer at each layer, palette ≤ {GOALS['palette']}x, content ≤ "
               f"{GOALS['content']}x; ✗ marks a miss")
     if args.sheet:
-        sheet(rows, ["photo", *methods], args.cell, args.sheet)
+        sheet(rows, [*(["painting"] if args.show_painting else []), "photo", *methods], args.cell, args.sheet)
         print(f"\ncontact sheet: {args.sheet}")
     return 0
 

@@ -121,3 +121,10 @@ def test_a_missing_input_fails_before_any_fitting(tmp_path: Path, base: Path, ca
     assert main(["stylize", "nope.jpg", "--style-image", str(painting), "--model", str(base), *FAST[:2]]) == 2
     assert "nope.jpg: no such file or folder" in capsys.readouterr().err
     assert not (tmp_path / "cache" / "fitted").exists()
+
+
+def test_content_weight_keeps_more_of_the_photo_and_is_recorded(tmp_path: Path, base: Path, photos: Path) -> None:
+    painting = make_image(tmp_path / "calm.png", (80, 80), seed=2)
+    assert add_style(painting, "--to", base, "--steps", 1, "--photos", photos, "--content-weight", 3, *FAST) == 0
+    assert read_metadata(tmp_path / "calm.safetensors").loss["content_weight"] == 3
+    assert add_style(painting, "--to", base, "--content-weight", -1, *FAST, "-o", "x.safetensors") == 2
