@@ -165,9 +165,12 @@ def _report(path: Path) -> None:
 
 def cmd_add_style(args: argparse.Namespace) -> int:
     from fastnst.core.images import atomic_path
-    from fastnst.core.modelfile import is_starter
+    from fastnst.core.modelfile import is_starter, plain_name
     from fastnst.inference.fitting import style_name
 
+    if args.name is not None and not plain_name(args.name):
+        raise FastNSTError(f"style name {args.name[:80]!r} is not a plain name (letters, digits, space, _ . + -, at "
+                           "most 64 characters, no '..')", param="name")
     target = args.output or Path(f"{args.name or style_name(args.painting)}.safetensors")
     if target.suffix != ".safetensors":
         raise FastNSTError(f"{target}: a model file's name ends in .safetensors", param="output")

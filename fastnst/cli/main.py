@@ -156,14 +156,14 @@ def add_fit_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     """How a painting is fitted (add-style; stylize --style-image, where they read --fit-steps, ...)."""
     from fastnst.inference.fitting import FitOptions
 
-    parser.add_argument(f"--{prefix}steps", type=int, default=FitOptions.steps, dest="fit_steps",
+    parser.add_argument(f"--{prefix}steps", type=int, default=FitOptions.steps, dest="fit_steps", metavar="N",
                         help=f"fitting steps (default {FitOptions.steps}: under 3 minutes on a 2-core CPU)")
     parser.add_argument(f"--{prefix}photos", type=Path, dest="fit_photos", metavar="DIR",
                         help="photos to fit on (default: the four that ship with fastnst; works offline)")
     parser.add_argument(f"--{prefix}lr", type=float, default=FitOptions.lr, dest="fit_lr", help=argparse.SUPPRESS)
     parser.add_argument(f"--{prefix}content-weight", type=float, dest="fit_content_weight", metavar="W",
                         help="keep more of the photo (above the base model's, 1 for the starters) or less")
-    parser.add_argument("--vgg-weights", default=os.environ.get("FASTNST_VGG_WEIGHTS", "imagenet"),
+    parser.add_argument("--vgg-weights", default=os.environ.get("FASTNST_VGG_WEIGHTS", "imagenet"), metavar="W",
                         help="the loss network for fitting: imagenet (torchvision's VGG16, downloaded once) or a "
                         "local file ($FASTNST_VGG_WEIGHTS)")
     if not prefix:

@@ -128,3 +128,4 @@ def test_content_weight_keeps_more_of_the_photo_and_is_recorded(tmp_path: Path, 
     assert add_style(painting, "--to", base, "--steps", 1, "--photos", photos, "--content-weight", 3, *FAST) == 0
     assert read_metadata(tmp_path / "calm.safetensors").loss["content_weight"] == 3
     assert add_style(painting, "--to", base, "--content-weight", -1, *FAST, "-o", "x.safetensors") == 2
+    assert add_style(painting, "--to", base, "--name", "../evil", *FAST) == 2
