@@ -259,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="only profile fastnst's training step: where the time goes")
     parser.add_argument("--only", choices=["inference", "training"], help="one half of the table")
+    parser.add_argument("--default-only", action="store_true",
+                        help="inference: only the reference and what `fastnst stylize` runs by default")
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available() and args.device != "cpu"
     device = torch.device("cuda" if cuda else "cpu")
@@ -283,14 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     dtypes = ["fp32", "bf16"] if cuda or native_bf16_cpu() else ["fp32"]  # bf16 where it is native
 
     if args.only != "training":
-        inference_table(device, cuda, sizes, dtypes, compile_rows, repeats, warmup, frames)
+        inference_table(device, cuda, sizes, dtypes, compile_rows, repeats, warmup, frames, args.default_only)
     if args.only != "inference":
         training_table(device, train_size, batches, dtypes, compile_rows, repeats, warmup)
     return 0
 
 
 def inference_table(device: torch.device, cuda: bool, sizes: str, dtypes: list[str], compile_rows: bool,
-                    repeats: int, warmup: int, frames: int) -> None:
+                    repeats: int, warmup: int, frames: int, default_only: bool = False) -> None:
     print("## Inference (frames/s; ratio to the pytorch/examples reference at the same size)\n")
     print(row(["size", "model", "engine", "precision", "layout", "compile", "batch", "frames/s", "ratio", "TFLOP/s"]))
     print(row(["---"] * 10))
@@ -308,7 +310,8 @@ def inference_table(device: torch.device, cuda: bool, sizes: str, dtypes: list[s
         del ref
         for channels, label in ((32, "johnson"), (16, "johnson_small")):
             net_flops = flops(partial(TransformerNet(channels).eval(), x1.cpu())) if channels == 16 else frame_flops
-            for engine, precision, channels_last, compiled in inference_paths(cuda, dtypes, compile_rows, channels):
+            paths = inference_paths(cuda, dtypes, compile_rows, channels)
+            for engine, precision, channels_last, compiled in paths[:1] if default_only else paths:
                 stylizer = Stylizer(TransformerNet(channels), device=device.type, precision=precision,
                                     channels_last=channels_last, compile=compiled, engine=engine)
                 for batch in (1, frames) if not big else (1,):
