@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from fastnst.core.modelfile import ModelMeta, save_stylizer
-from fastnst.core.transformer import StyleInstanceNorm, TransformerNet
+from fastnst.core.transformer import StyleInstanceNorm
+
+from samples import spread_network
 
 STYLES = ["ink", "fire", "moss"]
 
@@ -26,12 +28,8 @@ STYLES = ["ink", "fire", "moss"]
 def small_model(path: Path, styles: int = 1, seed: int = 1) -> Path:
     """A tiny network whose (γ, β) are spread out, so that styles differ visibly from each other and
     from the photo; the last norm's β is shifted per style, so each style has its own palette."""
-    torch.manual_seed(seed)
-    net = TransformerNet(channels=8, num_residual=1, num_styles=styles)
+    net = spread_network(styles, seed=seed)
     norms = [m for m in net.modules() if isinstance(m, StyleInstanceNorm)]
-    for m in norms:
-        torch.nn.init.normal_(m.weight, 1.0, 0.6)
-        torch.nn.init.normal_(m.bias, 0.0, 0.6)
     if styles > 1:
         with torch.no_grad():
             norms[-1].bias += torch.linspace(-1.5, 1.5, styles)[:, None]

@@ -25,6 +25,22 @@ def make_image(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0, mode
     return path
 
 
+def spread_network(styles: int = 1, residual: int = 1, spread: float = 0.6, seed: int = 1):
+    """A seeded 8-channel TransformerNet whose (γ, β) are spread out (normal around 1 and 0 with sd
+    ``spread``), so that it changes a picture visibly and its styles differ from each other."""
+    import torch
+
+    from fastnst.core.transformer import StyleInstanceNorm, TransformerNet
+
+    torch.manual_seed(seed)
+    net = TransformerNet(channels=8, num_residual=residual, num_styles=styles)
+    for m in net.modules():
+        if isinstance(m, StyleInstanceNorm):
+            torch.nn.init.normal_(m.weight, 1.0, spread)
+            torch.nn.init.normal_(m.bias, 0.0, spread)
+    return net.eval()
+
+
 def tiny_model(path: Path, name: str = "toy", residual: int = 1, seed: int = 1, **meta: object) -> Path:
     """A seeded 8-channel stylizer saved as a model file (``meta``: more ModelMeta fields): the model
     every test that needs "a model file" shares, milliseconds to build and to run."""

@@ -13,12 +13,13 @@ from fastnst.core import device as device_module
 from fastnst.core.device import resolve_dtype
 from fastnst.core.errors import FastNSTError
 from fastnst.core.modelfile import ModelMeta, save_stylizer
-from fastnst.core.transformer import StyleInstanceNorm, TransformerNet
+from fastnst.core.transformer import TransformerNet
 from fastnst.inference import engines
 from fastnst.inference import stylizer as stylizer_module
 from fastnst.inference.stylizer import StylizeOptions, Stylizer
 
 from conftest import make_image
+from samples import spread_network
 
 needs_openvino = pytest.mark.skipif(not engines.openvino_available(), reason="openvino is not installed")
 
@@ -36,13 +37,7 @@ def _cache(shared_cache: Path, monkeypatch) -> Path:
 
 
 def network(styles: int = 1) -> TransformerNet:
-    torch.manual_seed(1)
-    net = TransformerNet(channels=8, num_residual=2, num_styles=styles)
-    for m in net.modules():
-        if isinstance(m, StyleInstanceNorm):
-            torch.nn.init.normal_(m.weight, 1.0, 0.5)
-            torch.nn.init.normal_(m.bias, 0.0, 0.5)
-    return net.eval()
+    return spread_network(styles, residual=2, spread=0.5)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

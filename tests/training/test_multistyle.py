@@ -14,26 +14,20 @@ from fastnst.cli.main import main
 from fastnst.core.blend import Morph, mix_label, parse_style, style_weights
 from fastnst.core.errors import FastNSTError
 from fastnst.core.modelfile import ModelMeta, load_network, read_metadata, save_stylizer
-from fastnst.core.transformer import StyleInstanceNorm, TransformerNet
+from fastnst.core.transformer import TransformerNet
 from fastnst.inference.stylizer import StylizeOptions, Stylizer
 from fastnst.inference.video import stylize_video
 from fastnst.training.run import run
 
 from conftest import compose_train, make_image, tiny_train_overrides
-from samples import make_clip, tiny_model
+from samples import make_clip, spread_network, tiny_model
 
 NAMES = ["warm", "cold", "grey"]
 
 
 def multi_network(styles: int = 3, seed: int = 0) -> TransformerNet:
     """A small multi-style network whose styles' (γ, β) differ strongly, so they paint differently."""
-    torch.manual_seed(seed)
-    net = TransformerNet(channels=8, num_residual=1, num_styles=styles)
-    for m in net.modules():
-        if isinstance(m, StyleInstanceNorm):
-            torch.nn.init.normal_(m.weight, 1.0, 0.8)
-            torch.nn.init.normal_(m.bias, 0.0, 0.8)
-    return net.eval()
+    return spread_network(styles, spread=0.8, seed=seed)
 
 
 @pytest.fixture
