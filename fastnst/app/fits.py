@@ -80,8 +80,7 @@ class StyleFits:
             try:
                 read_painting(painting)
             except FastNSTError as err:
-                raise FastNSTError(str(err).replace(str(painting), painting.name)
-                                   .replace(painting.name, Path(filename).name)) from None
+                raise FastNSTError(_as_uploaded(str(err), painting, Path(filename).name)) from None
             fit = StyleFit(fit_id, painting, Path(filename).name, base_id, steps=options.steps)
             events = self._context.Queue()
             cancel = self._context.Event()
@@ -139,11 +138,15 @@ class StyleFits:
                     log.exception("a fitted model could not be added")
                     fit.state, fit.error = "error", f"the fitted model could not be added ({err})"
             elif kind in ("error", "cancelled"):
-                fit.state, fit.error = kind, str(value).replace(str(fit.painting), fit.name).replace(
-                    fit.painting.name, fit.name)
+                fit.state, fit.error = kind, _as_uploaded(str(value), fit.painting, fit.name)
         process.join(STOP_WAIT_S)
         if fit.state in ("starting", "running"):
             fit.state, fit.error = "error", f"the fit stopped unexpectedly (exit code {process.exitcode})"
+
+
+def _as_uploaded(message: str, painting: Path, name: str) -> str:
+    """A message about the saved painting as the user knows it: their file's name, not the server's path."""
+    return message.replace(str(painting), name).replace(painting.name, name)
 
 
 def _last_style(path: Path) -> str:

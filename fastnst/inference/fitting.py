@@ -138,8 +138,8 @@ def fit_style(painting: Path, base: str | Path = DEFAULT_BASE, options: FitOptio
     """``base`` grown by one style fitted to ``painting``; returns the network (on the CPU) and its
     metadata. ``on_progress`` hears every step; ``cancel`` returning True stops it (FitCancelled)."""
     image, notes = read_painting(painting)
-    for note in notes:
-        log.warning("%s", note)
+    for note in notes:  # callers show them (the CLI prints them before fitting); logged for the others
+        log.info("%s", note)
     base_path = resolve_model(base)
     network, meta = load_network(base_path)
     names = meta.style_names
@@ -224,7 +224,7 @@ def training_photos(folder: Path | None, size: int) -> list[torch.Tensor]:
         raise FastNSTError(f"{folder}: no such folder of photos", param="photos")
     files = find_images(folder or PHOTO_DIR)
     photos = []
-    for path in files[:2000]:
+    for path in files[:2000]:  # a few hundred photos are plenty for 1,600 parameters; bound the memory
         try:
             x = to_tensor(open_image(path, long_side=4 * size))
         except FastNSTError as err:
