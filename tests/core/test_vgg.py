@@ -50,3 +50,14 @@ def test_missing_or_garbage_weights_file_is_a_clear_error(tmp_path: Path, conten
 def test_unknown_layer_is_a_clear_error() -> None:
     with pytest.raises(FastNSTError, match="relu9_9"):
         VGGFeatures("vgg16", ["relu9_9"], weights="random")
+
+
+def test_features_on_a_cpu_are_channels_last_and_the_same_as_nchw() -> None:
+    # oneDNN's convolutions work channels-last: NCHW maps cost a reorder around every layer.
+    vgg = VGGFeatures("vgg16", ["relu2_2"], weights="random", seed=0)
+    x = torch.rand(1, 3, 32, 32)
+    out = vgg(x, ["relu2_2"])["relu2_2"]
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = vgg.features(((x - vgg.mean) / vgg.std).contiguous())
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
