@@ -1,8 +1,9 @@
 """Video: streaming decode -> stylize in batches -> encode, with PyAV.
 
-Memory stays flat in clip length (one batch of frames in flight). Frame timestamps are copied, so
-frame count, frame rate (variable too) and duration are kept; rotation metadata is carried over;
-audio is copied without re-encoding where the output container can hold it, re-encoded otherwise.
+Decoding, stylizing and encoding run at once, each in its own thread, and memory stays flat in clip
+length (a few batches of frames in flight). Frame timestamps are copied, so frame count, frame rate
+(variable too) and duration are kept; rotation metadata is carried over; audio is copied without
+re-encoding where the output container can hold it, re-encoded otherwise.
 The output is written under a temporary name and renamed only when complete.
 """
 
@@ -15,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import av
@@ -157,7 +159,8 @@ def _pipeline(job: _Job) -> VideoReport:
         raise FastNSTError(f"a {ext} file cannot hold {codec!r} video; choose another codec or extension",
                            param="codec")
     expected = _expected_frames(inp, in_v)
-    state = _EncoderState(job.stylizer, in_v, out, codec, job.options, video, expected)
+    write = _Writer()
+    state = _EncoderState(job.stylizer, in_v, out, codec, job.options, video, expected, write)
     audio_out, audio_mode = _audio_stream(in_a, out, ext)
     report = job.progress if callable(job.progress) else None
     bar = tqdm(total=expected or None, unit="frame", disable=job.progress is not True, file=sys.stderr,
@@ -165,13 +168,13 @@ def _pipeline(job: _Job) -> VideoReport:
     streams = [s for s in (in_v, in_a if audio_out is not None else None) if s is not None]
     decoded = 0
     pending_audio: list[av.Packet] = []  # the header is written at the first mux: video stream first
-    with _Prefetch(_read(inp, streams, src), depth=2 * video.batch_size) as items:
+    with write, _Prefetch(_read(inp, streams, src), depth=2 * video.batch_size) as items:
         for kind, item in items:
             if kind == "audio":
                 pending_audio.append(item)
                 if state.stream is not None:
                     for p in pending_audio:
-                        _write_audio(p, audio_out, audio_mode, out)
+                        write(partial(_write_audio, p, audio_out, audio_mode, out))
                     pending_audio.clear()
                 continue
             state.push(item)
@@ -179,15 +182,14 @@ def _pipeline(job: _Job) -> VideoReport:
             bar.update(1)
             if report is not None:
                 report(decoded, expected)
-    bar.close()
-    if decoded == 0:
-        raise FastNSTError(f"{src}: no video frame could be decoded")
-    state.flush()
-    for p in pending_audio:
-        _write_audio(p, audio_out, audio_mode, out)
-    if audio_mode == "re-encoded":
-        for pkt in audio_out.encode(None):
-            out.mux(pkt)
+        bar.close()
+        if decoded == 0:
+            raise FastNSTError(f"{src}: no video frame could be decoded")
+        state.flush()
+        for p in pending_audio:
+            write(partial(_write_audio, p, audio_out, audio_mode, out))
+        if audio_mode == "re-encoded":
+            write(partial(_flush_encoder, audio_out, out))
     return VideoReport(decoded, max(expected, decoded) if expected else decoded, audio_mode, state.size)
 
 
@@ -273,6 +275,50 @@ class _Prefetch:
         self.thread.join()
 
 
+class _Writer:
+    """Encodes and muxes in a background thread, in the order given, so that the encoder works while the
+    network stylizes the next batch (the x264 encode of a 640x640 clip was an eighth of its run, all of it
+    waited for; docs/speed.md). Every write to the output container goes through it: FFmpeg's containers
+    are not thread-safe. An error in the thread is raised in the caller, at its next write or at the end;
+    leaving the block on an error drops the writes still queued."""
+
+    def __init__(self, depth: int = 2) -> None:
+        self.queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.cancelled = threading.Event()
+        self.thread = threading.Thread(target=self._work, daemon=True)
+
+    def _work(self) -> None:
+        while (job := self.queue.get()) is not None:
+            if self.error is None and not self.cancelled.is_set():
+                try:
+                    job()
+                except BaseException as err:  # raised in the caller
+                    self.error = err
+
+    def __call__(self, job: Callable[[], None]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(job)
+
+    def __enter__(self) -> _Writer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is not None:
+            self.cancelled.set()
+        self.queue.put(None)
+        self.thread.join()
+        if exc_type is None and self.error is not None:
+            raise self.error
+
+
+def _flush_encoder(stream: av.stream.Stream, out: av.container.OutputContainer) -> None:
+    for packet in stream.encode(None):
+        out.mux(packet)
+
+
 def _audio_stream(in_a: av.audio.stream.AudioStream | None, out: av.container.OutputContainer,
                   ext: str) -> tuple[av.stream.Stream | None, str]:
     if in_a is None:
@@ -310,8 +356,9 @@ class _EncoderState:
     """Buffers decoded frames into batches, stylizes them and encodes the results in order."""
 
     def __init__(self, stylizer: Stylizer, in_v: av.video.stream.VideoStream, out: av.container.OutputContainer,
-                 codec: str, options: StylizeOptions, video: VideoOptions, expected_frames: int = 0) -> None:
-        self.stylizer, self.in_v, self.out, self.codec = stylizer, in_v, out, codec
+                 codec: str, options: StylizeOptions, video: VideoOptions, expected_frames: int,
+                 write: Callable[[Callable[[], None]], None]) -> None:
+        self.stylizer, self.in_v, self.out, self.codec, self.write = stylizer, in_v, out, codec, write
         self.options, self.video = options, video
         self.style = stylizer.style_weights(options.style)
         if isinstance(self.style, Morph) and expected_frames <= 0:
@@ -333,8 +380,7 @@ class _EncoderState:
         if self.frames:
             self._run()
         if self.stream is not None:
-            for packet in self.stream.encode(None):
-                self.out.mux(packet)
+            self.write(partial(_flush_encoder, self.stream, self.out))
 
     def _open_stream(self, frame: av.VideoFrame, height: int, width: int) -> None:
         in_v = self.in_v
@@ -375,11 +421,15 @@ class _EncoderState:
         if (y.shape[-1], y.shape[-2]) != (width, height):
             y = F.pad(y, (0, width - y.shape[-1], 0, height - y.shape[-2]), mode="replicate")
         arr = y.mul(255).round_().clamp_(0, 255).byte().permute(0, 2, 3, 1).contiguous().numpy()
-        for src_frame, rgb in zip(frames, arr, strict=True):
+        self.write(partial(self._encode, frames, arr, self.count))
+        self.count += len(frames)
+
+    def _encode(self, frames: list[av.VideoFrame], arr: np.ndarray, first: int) -> None:
+        """Runs in the writer thread: ``arr`` (N, H, W, 3) uint8, timed as the decoded ``frames``."""
+        for i, (src_frame, rgb) in enumerate(zip(frames, arr, strict=True)):
             frame = _gif_frame(rgb) if self.codec == "gif" else av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = src_frame.pts if src_frame.pts is not None else self.count
+            frame.pts = src_frame.pts if src_frame.pts is not None else first + i
             frame.time_base = self.in_v.time_base
-            self.count += 1
             for packet in self.stream.encode(frame):
                 # GIF's muxer times each frame by the next one's timestamp, and the last by its packet's
                 # duration, which its encoder leaves unset (the last frame took the one before's delay).

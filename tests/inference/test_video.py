@@ -1,5 +1,6 @@
 """Video on tiny generated clips (64x48 and 65x49, about a second), with and without audio."""
 
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -242,3 +243,27 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(stylizer: Stylizer, 
     with pytest.raises(FastNSTError, match="cannot write .*styled.mp4: No space left on device"):
         stylize_video(stylizer, clip, out, progress=False)
     assert list(out.parent.iterdir()) == []
+
+
+def test_a_write_failing_in_the_encoder_thread_stops_the_run_with_one_line(stylizer: Stylizer, tmp_path: Path,
+                                                                           monkeypatch) -> None:
+    import errno
+
+    from fastnst.inference import video
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=12)
+    real, calls = video._EncoderState._encode, []
+
+    def disk_fills_mid_clip(self, *args):  # noqa: ANN001, ANN202
+        calls.append(threading.current_thread())
+        if len(calls) == 2:
+            raise av.error.OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *args)
+
+    monkeypatch.setattr(video._EncoderState, "_encode", disk_fills_mid_clip)
+    out = tmp_path / "out" / "styled.mp4"
+    out.parent.mkdir()
+    with pytest.raises(FastNSTError, match="cannot write .*styled.mp4: No space left on device"):
+        stylize_video(stylizer, clip, out, progress=False)
+    assert list(out.parent.iterdir()) == []
+    assert calls[0] is not threading.main_thread()  # encoding ran beside the stylizing, not after it
