@@ -43,15 +43,32 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
 
 
 def _self_product(features: torch.Tensor) -> torch.Tensor:
-    """F Fᵀ with F (N, C, H·W), taken as a view in the map's own layout. For channels-last maps (the VGG's on a
-    CPU) that is (N, H·W, C), so the gradient comes back channels-last too: an NCHW gradient made every later
-    ReLU backward and gradient sum iterate across two layouts (3x slower ReLUs in a training step)."""
+    """F Fᵀ with F (N, C, H·W), a view in the map's own layout: for channels-last maps (the VGG's on a CPU)
+    the gradient then comes back channels-last too. An NCHW gradient made every later ReLU backward and
+    gradient sum iterate across two layouts (3x slower ReLUs in a training step)."""
     n, c, h, w = features.shape
     if c > 1 and features.is_contiguous(memory_format=torch.channels_last):
-        f = features.permute(0, 2, 3, 1).reshape(n, h * w, c)
-        return torch.bmm(f.transpose(1, 2), f)
-    f = features.reshape(n, c, h * w)
-    return torch.bmm(f, f.transpose(1, 2))
+        return _Gram.apply(features.permute(0, 2, 3, 1).reshape(n, h * w, c).transpose(1, 2))
+    return _Gram.apply(features.reshape(n, c, h * w))
+
+
+class _Gram(torch.autograd.Function):
+    """``F Fᵀ`` for F (N, C, P) with its gradient ``(G' + G'ᵀ) F`` in one product, in F's layout. Autograd
+    sees two operands and takes two products and their sum, through a transposed copy: in a bf16 training
+    step at 256 px the five Grams' backward took 3x as long (0.21 s against 0.08 s with their forward)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, f: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(f)
+        return torch.bmm(f, f.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        (f,) = ctx.saved_tensors
+        sym = (grad + grad.transpose(1, 2)).to(f.dtype)
+        if f.stride(1) == 1:  # channels-last: (N, P, C) in memory, and so is the gradient
+            return torch.bmm(f.transpose(1, 2), sym).transpose(1, 2)
+        return torch.bmm(sym, f)
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:

@@ -49,6 +49,19 @@ def test_gram_of_channels_last_features_is_the_same_and_sends_channels_last_grad
     assert cl.grad.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_gram_gradient_is_autograds_of_the_formula(layout: torch.memory_format) -> None:
+    # The Gram's backward is written by hand (one product instead of autograd's two and a sum).
+    f = torch.randn(2, 4, 3, 5).contiguous(memory_format=layout).requires_grad_()
+    weights = torch.randn(2, 4, 4)  # a loss that is not symmetric in G, so both halves of the gradient count
+    (gram_matrix(f) * weights).sum().backward()
+    g = f.detach().clone().requires_grad_()
+    flat = g.flatten(2)
+    ((flat @ flat.transpose(1, 2) / (4 * 3 * 5)) * weights).sum().backward()
+    torch.testing.assert_close(f.grad, g.grad)
+    assert f.grad.is_contiguous(memory_format=layout)
+
+
 def test_total_variation_is_zero_for_a_flat_image_and_positive_for_noise() -> None:
     assert total_variation(torch.full((1, 3, 8, 8), 0.3)) == 0
     assert total_variation(torch.rand(1, 3, 8, 8)) > 0
