@@ -61,3 +61,17 @@ def test_under_autocast_the_padding_stays_in_bf16_and_the_output_is_unchanged() 
         expected = layer.conv(layer.pad(x.float()))  # what autocast did: pad in fp32, then conv in bf16
     assert dtypes[0] == torch.bfloat16
     assert torch.equal(y, expected)
+
+
+@pytest.mark.parametrize("kernel", [3, 9])
+def test_the_padding_gradient_is_autograds(kernel: int) -> None:
+    # ConvLayer's reflection padding has a hand-written backward (PyTorch's was 3-5x slower on a CPU).
+    torch.manual_seed(0)
+    layer = ConvLayer(3, 4, kernel).double()
+    x = torch.randn(2, 3, 11, 13, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(2, 4, 11, 13, dtype=torch.float64)
+    (layer(x) * weights).sum().backward()
+    y = x.detach().clone().requires_grad_()
+    pad = kernel // 2
+    (layer.conv(torch.nn.functional.pad(y, (pad,) * 4, mode="reflect")) * weights).sum().backward()
+    torch.testing.assert_close(x.grad, y.grad)

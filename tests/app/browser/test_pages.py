@@ -290,7 +290,8 @@ def test_a_dropped_painting_becomes_a_style_with_progress_and_a_download(page, t
     assert page.input_value("#model") == "Harbour"
     assert page.locator("#style-sliders input[data-style='Harbour']").input_value() == "100"
     assert page.locator("#style-sliders input[data-style='ink']").input_value() == "0"
-    assert page.locator("#fit-preview").evaluate("img => img.naturalWidth") > 0
+    # The last preview may arrive with the final poll: it loads a moment after the status line.
+    page.wait_for_function("document.querySelector('#fit-preview').naturalWidth > 0")
     with page.expect_download() as download:
         page.click("#fit-download")
     assert download.value.suggested_filename == "Harbour.safetensors"
