@@ -29,7 +29,8 @@ class ConvLayer(nn.Module):
         # Autocast lists reflection padding as an fp32 op: a bf16 map would be cast up, padded and cast back
         # down for the convolution, and again in the backward pass. Padding only copies values, so it is
         # exact in any dtype and runs in the input's (a bf16 training step at 256 px: 12% faster).
-        autocast = torch.is_autocast_enabled(x.device.type)
+        # (CPU and CUDA only: older torch releases refuse to be asked about other devices.)
+        autocast = x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
         with torch.autocast(x.device.type, enabled=False) if autocast else contextlib.nullcontext():
             padding = self.pad.padding[0]
             padded = _ReflectionPad.apply(x, padding) if x.requires_grad and padding else self.pad(x)
