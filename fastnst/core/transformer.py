@@ -29,7 +29,7 @@ class ConvLayer(nn.Module):
         # Autocast lists reflection padding as an fp32 op: a bf16 map would be cast up, padded and cast back
         # down for the convolution, and again in the backward pass. Padding only copies values, so it is
         # exact in any dtype and runs in the input's (a bf16 training step at 256 px: 12% faster).
-        # (CPU and CUDA only: older torch releases refuse to be asked about other devices.)
+        # Asked for CPU and CUDA maps only, the devices fastnst trains on; elsewhere autocast's policy stands.
         autocast = x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
         with torch.autocast(x.device.type, enabled=False) if autocast else contextlib.nullcontext():
             padding = self.pad.padding[0]
