@@ -19,7 +19,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fastnst.core.device import native_bf16_cpu
+from fastnst.core.device import keep_freed_memory, native_bf16_cpu
 from fastnst.core.errors import FastNSTError
 from fastnst.core.losses import PerceptualLoss
 from fastnst.core.modelfile import ModelMeta, load_network, read_metadata, resolve_model, save_stylizer
@@ -55,8 +55,7 @@ def _precision(cfg: DictConfig) -> str:
     other CPUs, where bf16 is emulated and slower than fp32. Logged, so the run says which it chose."""
     if cfg.trainer.get("precision") is not None:
         return str(cfg.trainer.precision)
-    on_gpu = torch.cuda.is_available() and cfg.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
-    if on_gpu:
+    if _on_gpu(cfg):
         chosen, why = "bf16-mixed", "on CUDA"
     elif native_bf16_cpu():
         chosen, why = "bf16-mixed", "this CPU runs bf16 natively (AMX or AVX512-BF16)"
@@ -64,6 +63,10 @@ def _precision(cfg: DictConfig) -> str:
         chosen, why = "32-true", "this CPU has no native bf16"
     log.info("precision %s: %s (set trainer.precision to choose)", chosen, why)
     return chosen
+
+
+def _on_gpu(cfg: DictConfig) -> bool:
+    return torch.cuda.is_available() and cfg.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
 
 
 @contextlib.contextmanager
@@ -160,6 +163,8 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None) -> Path | None:
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg["precision"] = _precision(cfg)
+    if cfg.get("keep_freed_memory", False) and not _on_gpu(cfg):
+        log.info("malloc keeps freed memory for reuse: %s (keep_freed_memory=false to turn off)", keep_freed_memory())
     trainer: L.Trainer = instantiate(trainer_cfg, default_root_dir=str(run_dir), callbacks=callbacks, logger=logger)
     target = run_dir / f"{meta.style_name}.safetensors"
     try:

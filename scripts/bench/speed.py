@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import models
 
-from fastnst.core.device import native_bf16_cpu
+from fastnst.core.device import keep_freed_memory, native_bf16_cpu
 from fastnst.core.losses import PerceptualLoss
 from fastnst.core.transformer import TransformerNet
 from fastnst.inference.engines import openvino_available
@@ -232,6 +232,8 @@ def profile(device: torch.device, size: int, batch: int, precision: str) -> int:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
+    if device.type == "cpu":
+        keep_freed_memory()  # as `train.py` does on a CPU
     style = torch.rand(1, 3, size, size, device=device)
     step = fast_train_step(device, precision, False, False, 32, style)
     x = torch.rand(batch, 3, size, size, device=device)
@@ -331,15 +333,22 @@ def training_table(device: torch.device, train_size: int, batches: str, dtypes: 
     print(row(["batch", "path", "precision", "layout", "compile", "images/s", "ratio", "TFLOP/s"]))
     print(row(["---"] * 8))
     style = torch.rand(1, 3, train_size, train_size)
-    for batch in (int(b) for b in batches.split(",")):
+    sizes = [int(b) for b in batches.split(",")]
+    references = {}
+    for batch in sizes:
         x = torch.rand(batch, 3, train_size, train_size, device=device)
         ref_step = ref_train_step(device, batch, train_size, style)
         # The reference divides its input in place, so it gets a fresh copy each step (as a loader would).
         ref_s = seconds(lambda step=ref_step, x=x: step(x.clone()), device, warmup, repeats)
-        ref_flops = flops(lambda step=ref_step, x=x: step(x.clone()))
+        references[batch] = ref_s, flops(lambda step=ref_step, x=x: step(x.clone()))
+        del ref_step
+    if device.type == "cpu":  # as `train.py` does on a CPU; the reference ran with malloc's defaults
+        keep_freed_memory()
+    for batch in sizes:
+        x = torch.rand(batch, 3, train_size, train_size, device=device)
+        ref_s, ref_flops = references[batch]
         print(row([batch, "reference", "fp32", "NCHW", "no", f"{batch / ref_s:.2f}", "1.00",
                    f"{ref_flops / ref_s / 1e12:.2f}"]), flush=True)
-        del ref_step
         for precision in dtypes:
             for channels_last in (False, True):
                 for compiled in (False, True) if compile_rows else (False,):

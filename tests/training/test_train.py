@@ -322,3 +322,15 @@ def test_cpu_training_picks_bf16_only_where_the_cpu_runs_it_natively(style_path:
     assert f"precision {chosen}" in caplog.text
     cfg.trainer.precision = "32-true"
     assert run_module._precision(cfg) == "32-true"  # an explicit choice wins
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_cpu_training_has_malloc_keep_freed_memory_unless_told_not_to(style_path: Path, tmp_path: Path, keep: bool,
+                                                                       monkeypatch) -> None:
+    from fastnst.training import run as run_module
+
+    calls = []
+    monkeypatch.setattr(run_module, "keep_freed_memory", lambda: calls.append(1) or True)
+    cfg = compose_train([*tiny_train_overrides(style_path, steps=1), f"keep_freed_memory={keep}"], tmp_path / "r")
+    run(cfg)
+    assert calls == ([1] if keep else [])
