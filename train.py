@@ -20,6 +20,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    groups = ("style", "model", "loss", "optimizer", "data", "trainer", "callbacks", "logger", "experiment")
+    groups = ("style", "model", "loss", "optimizer", "scheduler", "data", "trainer", "callbacks", "logger",
+              "experiment")
     check_group_choices(sys.argv[1:], groups)
     main()

@@ -35,6 +35,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from fastnst.core.modelfile import load_network, resolve_model
+    from fastnst.core.terms import all_terms
 
     network, meta = load_network(resolve_model(args.model))
     parameters = sum(p.numel() for p in network.parameters())
@@ -47,14 +48,10 @@ def cmd_info(args: argparse.Namespace) -> int:
               if meta.styles else []),
             *([("style images", ", ".join(meta.style_images) or "?")] if meta.styles else
               [("style image", meta.style_image or "?"), ("style image sha256", meta.style_sha256 or "?")]),
-            ("network", f"TransformerNet {meta.network}, {parameters:,} parameters"),
+            ("network", f"{meta.arch} {meta.network}, {parameters:,} parameters"),
             ("steps trained", meta.steps), ("training crop", f"{meta.image_size} px" if meta.image_size else "?"),
-            ("loss", f"{loss.get('vgg')} ({loss.get('vgg_weights')} weights), content "
-                     f"{loss.get('content_weight')}×{list(loss.get('content_layers', {}))} "
-                     f"(norm {loss.get('content_norm', 'none')}), style "
-                     f"{loss.get('style_weight')}×{list(loss.get('style_layers', {}))} "
-                     f"(norm {loss.get('style_norm', 'none')}), tv {loss.get('tv_weight')}, "
-                     f"palette {loss.get('palette_weight', 0.0)}"),
+            ("loss", f"{loss.get('vgg')} ({loss.get('vgg_weights')} weights), "
+                     + ", ".join(filter(None, (t.summary(loss) for t in all_terms() if t.name != "temporal")))),
             ("temporal weight", meta.temporal_weight), ("description", meta.description or "-"),
             ("fastnst version", meta.fastnst_version)]
     for key, value in rows:

@@ -21,7 +21,8 @@ import torch
 
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import atomic_path
-from fastnst.core.transformer import OUTPUTS, TransformerNet
+from fastnst.core.networks import DEFAULT_ARCH, StyleNetwork, network_class
+from fastnst.core.terms import check_spec
 from fastnst.core.version import __version__
 
 FORMAT = "fastnst.stylizer"
@@ -34,8 +35,6 @@ STYLE_NAME = re.compile(r"\w[\w .+-]{0,63}")  # whole names only (fullmatch: `$`
 def plain_name(name: object) -> bool:
     """A style name that is safe in a file name and unambiguous in ``--style`` (``a..b`` is a morph)."""
     return isinstance(name, str) and STYLE_NAME.fullmatch(name) is not None and ".." not in name
-# Bounds what a file can make us allocate.
-NETWORK_LIMITS = {"channels": (1, 256), "num_residual": (0, 64), "num_styles": (1, 1024)}
 STARTER_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 
 
@@ -65,14 +64,17 @@ def resolve_model(model: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class ModelMeta:
-    """What a stylizer file says about itself. ``network``: TransformerNet's constructor arguments;
-    ``loss``: ``PerceptualLoss.spec`` (VGG, layers, weights); ``steps``/``image_size``: how long and
+    """What a stylizer file says about itself. ``arch``: which network (fastnst/core/networks; files from
+    before it was recorded hold Johnson et al.'s); ``network``: its constructor arguments, within the limits
+    it declares (they bound what a file can make us allocate); ``loss``: ``PerceptualLoss.spec`` (VGG,
+    layers, weights), each key checked as its loss term declares; ``steps``/``image_size``: how long and
     at what crop size it was trained; ``description``: free text, e.g. what it was trained on.
     ``styles``: the style names of a multi-style network, in the order of its (γ, β) rows
     (``style_name`` then names the model as a whole), and ``style_images`` where each came from;
     both empty for a single-style one."""
 
     style_name: str = "styled"
+    arch: str = DEFAULT_ARCH
     style_image: str = ""
     style_sha256: str = ""
     style_size: int | None = None
@@ -92,10 +94,11 @@ class ModelMeta:
             raise FastNSTError(f"style name {self.style_name[:80]!r} is not a plain name (letters, digits, "
                                "space, _ . + -, at most 64 characters, no path separators, no '..')",
                                param="style_name")
-        for key, (low, high) in NETWORK_LIMITS.items():
-            value = self.network.get(key)
-            if value is not None and not (isinstance(value, int) and low <= value <= high):
-                raise FastNSTError(f"network {key} must be a whole number from {low} to {high}, got {value!r}")
+        try:
+            network_class(self.arch).check_config(self.network)
+        except ValueError as err:
+            raise FastNSTError(str(err)) from None
+        object.__setattr__(self, "loss", check_spec(self.loss, "model metadata loss"))
         for name in self.styles:
             if not plain_name(name):
                 raise FastNSTError(f"style name {str(name)[:80]!r} is not a plain name", param="style_name")
@@ -106,10 +109,6 @@ class ModelMeta:
         if self.network and len(self.style_names) != self.network.get("num_styles", 1):
             raise FastNSTError(f"{len(self.style_names)} style name(s) for a network of "
                                f"{self.network.get('num_styles', 1)} styles")
-        if self.network.get("output", "sigmoid") not in OUTPUTS:
-            raise FastNSTError(f"network output must be one of {OUTPUTS}, got {self.network['output']!r}")
-        if set(self.network) - {*NETWORK_LIMITS, "output"}:
-            raise FastNSTError(f"unknown network settings {sorted(set(self.network) - {*NETWORK_LIMITS, 'output'})}")
 
     @property
     def style_names(self) -> list[str]:
@@ -136,14 +135,16 @@ class ModelMeta:
         raw = dict(raw)
         if "temporal_weight" in raw and isinstance(raw.get("loss"), dict):  # version 1 kept it at the top
             raw["loss"] = {"temporal_weight": raw["temporal_weight"], **raw["loss"]}
-        if isinstance(raw.get("network"), dict) and "output" not in raw["network"]:  # version 1: unbounded
+        if isinstance(raw.get("network"), dict) and "output" not in raw["network"] \
+                and raw.get("arch", DEFAULT_ARCH) == DEFAULT_ARCH:  # version 1: unbounded
             raw["network"] = {**raw["network"], "output": "raw"}
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known and v is not None})
 
 
 def _check_types(meta: ModelMeta) -> None:
-    expected = {"style_name": str, "style_image": str, "style_sha256": str, "style_size": (int, type(None)),
+    expected = {"style_name": str, "arch": str, "style_image": str, "style_sha256": str,
+                "style_size": (int, type(None)),
                 "network": dict, "loss": dict, "image_size": (int, type(None)), "steps": (int, type(None)),
                 "description": str, "styles": list, "style_images": list,
                 "fastnst_version": str, "format_version": int}
@@ -155,14 +156,14 @@ def _check_types(meta: ModelMeta) -> None:
             raise FastNSTError(f"model metadata {name} is implausibly long ({len(value)} characters)")
 
 
-def save_stylizer(network: TransformerNet, path: Path | str, meta: ModelMeta = ModelMeta(),
+def save_stylizer(network: StyleNetwork, path: Path | str, meta: ModelMeta = ModelMeta(),
                   dtype: torch.dtype = torch.float32) -> Path:
-    """Write weights and metadata atomically; ``meta.network`` is taken from ``network``.
+    """Write weights and metadata atomically; ``meta.arch`` and ``meta.network`` are taken from ``network``.
     ``dtype=torch.float16`` halves the file (the network runs in fp32 after loading)."""
     path = Path(path)
-    meta = dataclasses.replace(meta, network=network.config, fastnst_version=__version__,
+    meta = dataclasses.replace(meta, arch=network.arch, network=network.config, fastnst_version=__version__,
                                format_version=FORMAT_VERSION)
-    header = {"format": FORMAT, "architecture": "TransformerNet", **meta.to_dict()}
+    header = {"format": FORMAT, "architecture": type(network).__name__, **meta.to_dict()}
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to(dtype).contiguous().cpu() for k, v in network.state_dict().items()}
@@ -176,7 +177,7 @@ def read_metadata(path: Path | str) -> ModelMeta:
     return _read(Path(path))[1]
 
 
-def load_network(path: Path | str) -> tuple[TransformerNet, ModelMeta]:
+def load_network(path: Path | str) -> tuple[StyleNetwork, ModelMeta]:
     """Rebuild the network a file describes, on the CPU, in fp32, in eval mode. Raises FastNSTError
     for a missing, corrupt or foreign file, weights that do not fit the declared architecture, or
     weights that are not finite (they would stylize every photo to black)."""
@@ -185,14 +186,15 @@ def load_network(path: Path | str) -> tuple[TransformerNet, ModelMeta]:
     try:
         # Shapes first, on the meta device (no memory): a 1 KB file whose metadata declares a huge
         # network must be refused before that network is allocated (it took 5.7 GB to refuse one).
+        cls = network_class(meta.arch)
         with torch.device("meta"):
-            expected = {k: v.shape for k, v in TransformerNet(**meta.network).state_dict().items()}
+            expected = {k: v.shape for k, v in cls(**meta.network).state_dict().items()}
         if expected != {k: v.shape for k, v in state.items()}:
             raise RuntimeError
-        network = TransformerNet(**meta.network)
+        network = cls(**meta.network)
         network.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    except (TypeError, KeyError, RuntimeError):
-        raise FastNSTError(f"{path}: weights do not match a TransformerNet{meta.network}") from None
+    except (TypeError, KeyError, ValueError, RuntimeError):
+        raise FastNSTError(f"{path}: weights do not match a {meta.arch} network {meta.network}") from None
     if not all(torch.isfinite(p).all() for p in network.parameters()):
         raise FastNSTError(f"{path}: the weights hold NaN or infinite values (a diverged training run?)")
     return network.eval(), meta

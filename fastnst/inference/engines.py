@@ -22,7 +22,7 @@ import torch
 
 from fastnst.core.cache import cache_dir
 from fastnst.core.errors import FastNSTError
-from fastnst.core.transformer import StyleInstanceNorm, TransformerNet
+from fastnst.core.networks import StyleNetwork
 from fastnst.inference.quantize import calibration_inputs, nncf_available, nncf_version, quantize
 from fastnst.inference.tiling import measure_norm_stats
 
@@ -42,10 +42,10 @@ def openvino_available() -> bool:
 class _WithStats(torch.nn.Module):
     """The network with each norm's (mean, var) as inputs: (image, [style,] mean_1, var_1, ...)."""
 
-    def __init__(self, network: TransformerNet) -> None:
+    def __init__(self, network: StyleNetwork) -> None:
         super().__init__()
         self.network = network
-        self.norms = [m for m in network.modules() if isinstance(m, StyleInstanceNorm)]
+        self.norms = network.norm_layers()
 
     def forward(self, x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         style, stats = (rest[0], rest[1:]) if self.network.num_styles > 1 else (None, rest)
@@ -59,7 +59,7 @@ class _WithStats(torch.nn.Module):
 
 
 class OpenVINOEngine:
-    """A TransformerNet compiled by OpenVINO for the CPU. ``precision``: ``fp32``, ``bf16`` (OpenVINO's
+    """A stylizing network compiled by OpenVINO for the CPU. ``precision``: ``fp32``, ``bf16`` (OpenVINO's
     inference precision hint: weights stay fp32 in the graph, compute runs in bf16) or ``int8`` (the
     graph quantized by NNCF, ``fastnst.inference.quantize``; the tiling variant stays fp32).
     ``cache``: the folder converted graphs are kept in (None: ``~/.cache/fastnst/openvino``).
@@ -67,7 +67,7 @@ class OpenVINOEngine:
     core, the lowest latency; 2+: OpenVINO's throughput mode, a few cores per call, for a stream of
     frames arriving while something else, such as a browser, uses the same cores)."""
 
-    def __init__(self, network: TransformerNet, precision: str = "fp32", key: str | None = None,
+    def __init__(self, network: StyleNetwork, precision: str = "fp32", key: str | None = None,
                  cache: Path | None = None, streams: int = 1) -> None:
         if not openvino_available():
             raise FastNSTError("the openvino engine is not installed (pip install openvino)", param="engine")
@@ -226,7 +226,7 @@ class OpenVINOEngine:
             pool.put(request)
 
 
-def _weights_key(network: TransformerNet) -> str:
+def _weights_key(network: StyleNetwork) -> str:
     """What the cache is keyed by: the architecture and every weight, bit for bit."""
     digest = hashlib.sha256(repr(sorted(network.config.items())).encode())
     for name, tensor in sorted(network.state_dict().items()):

@@ -31,8 +31,9 @@ from fastnst.core.errors import FastNSTError
 from fastnst.core.images import MAX_IMAGE_PIXELS, find_images, fit_long_side, open_image, to_pil, to_tensor
 from fastnst.core.losses import PerceptualLoss
 from fastnst.core.modelfile import ModelMeta, load_network, resolve_model, save_stylizer
+from fastnst.core.networks import StyleNetwork
 from fastnst.core.styles import sha256_file
-from fastnst.core.transformer import TransformerNet
+from fastnst.core.terms import VGG_KEYS, all_terms
 from fastnst.inference.batch import unique_name
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE = "multistyle"
 PHOTO_DIR = Path(__file__).resolve().parent.parent / "assets" / "photos"  # public-domain / CC0 photos
 MIN_PAINTING_SIDE = 64
-LOSS_KEYS = ("vgg", "content_layers", "style_layers", "content_weight", "style_weight", "tv_weight",
-             "style_norm", "content_norm", "palette_weight")
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ class FitProgress:
 class Painter:
     """The network being fitted, as it is now: ``painter(image)`` paints a small picture (a live preview)."""
 
-    def __init__(self, network: TransformerNet, style: torch.Tensor) -> None:
+    def __init__(self, network: StyleNetwork, style: torch.Tensor) -> None:
         self.network, self.style = network, style
 
     @torch.no_grad()
@@ -134,7 +133,7 @@ def style_name(path: Path) -> str:
 
 def fit_style(painting: Path, base: str | Path = DEFAULT_BASE, options: FitOptions = FitOptions(),
               name: str | None = None, on_progress: Callable[[FitProgress, Painter], None] | None = None,
-              cancel: Callable[[], bool] | None = None) -> tuple[TransformerNet, ModelMeta]:
+              cancel: Callable[[], bool] | None = None) -> tuple[StyleNetwork, ModelMeta]:
     """``base`` grown by one style fitted to ``painting``; returns the network (on the CPU) and its
     metadata. ``on_progress`` hears every step; ``cancel`` returning True stops it (FitCancelled)."""
     image, notes = read_painting(painting)
@@ -164,7 +163,7 @@ def fit_style(painting: Path, base: str | Path = DEFAULT_BASE, options: FitOptio
         batch = random_crops(photos, options.image_size, options.batch_size, generator).to(device)
         with _autocast(device):
             out = grown(batch, one_hot.expand(len(batch), -1))
-            total = loss(out, batch, sample_palette=True)["total"]
+            total = loss(out, batch, sample=True)["total"]
         if not torch.isfinite(total):
             raise FastNSTError(f"the fit diverged at step {step} (loss {total.item()}); lower the learning rate",
                                param="lr")
@@ -178,7 +177,7 @@ def fit_style(painting: Path, base: str | Path = DEFAULT_BASE, options: FitOptio
     described = (f"{name} ({painting.name}) added to {base_path.name}: its (γ, β) fitted for {options.steps} "
                  f"steps of batch {options.batch_size} at {options.image_size} px, shared weights frozen")
     fitted = dataclasses.replace(
-        meta, network=grown.config, style_name=f"{meta.style_name}+{name}"[:64], styles=[*names, name],
+        meta, arch=grown.arch, network=grown.config, style_name=f"{meta.style_name}+{name}"[:64], styles=[*names, name],
         style_images=[*(meta.image_of(n) for n in names), painting.name],
         description=f"{described}; base: {meta.description}"[:4096],
         loss={**meta.loss, "vgg_weights": Path(options.vgg_weights).name,
@@ -254,8 +253,14 @@ def random_crops(photos: list[torch.Tensor], size: int, batch: int, generator: t
     return torch.cat(crops)
 
 
+def fit_loss_keys() -> list[str]:
+    """The base's loss settings a fit keeps: every term's but those that do not apply to a fit (temporal),
+    and the VGG's but its weights (the machine's own file)."""
+    return [k for k in VGG_KEYS if k != "vgg_weights"] + [k for t in all_terms() if t.in_fits for k in t.keys]
+
+
 def _loss(meta: ModelMeta, vgg_weights: str, content_weight: float | None = None) -> PerceptualLoss:
-    spec = {k: meta.loss[k] for k in LOSS_KEYS if k in meta.loss}
+    spec = {k: meta.loss[k] for k in fit_loss_keys() if k in meta.loss}
     if content_weight is not None:
         spec["content_weight"] = content_weight
     if not spec.get("style_layers"):

@@ -21,7 +21,7 @@ from fastnst.core.device import resolve_device, resolve_dtype
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import fit_long_side, resize, split_alpha, to_pil, to_tensor
 from fastnst.core.modelfile import ModelMeta, load_network, resolve_model
-from fastnst.core.transformer import TransformerNet
+from fastnst.core.networks import StyleNetwork
 from fastnst.inference.engines import ENGINES, MIN_SIZE, OpenVINOEngine, openvino_available
 from fastnst.inference.tiling import fixed_norm_stats, measure_norm_stats, run_tiled
 
@@ -79,7 +79,7 @@ class StylizeOptions:
 class Stylizer:
     """A trained network ready to stylize: loaded once, in eval mode, on its device."""
 
-    def __init__(self, network: TransformerNet, metadata: ModelMeta | None = None,
+    def __init__(self, network: StyleNetwork, metadata: ModelMeta | None = None,
                  device: str = "auto", precision: str = "auto", channels_last: bool = False,
                  compile: bool = False, engine: str | None = None, engine_cache: Path | None = None,
                  streams: int = 1) -> None:
@@ -105,7 +105,7 @@ class Stylizer:
         self.style_name = self.metadata.style_name
         self.style_names = self.metadata.style_names if network.num_styles > 1 else [self.style_name]
 
-    def _openvino(self, network: TransformerNet, engine: str, torch_options: bool,
+    def _openvino(self, network: StyleNetwork, engine: str, torch_options: bool,
                   cache: Path | None, streams: int, int8: bool) -> OpenVINOEngine | None:
         """The OpenVINO engine when ``engine`` asks for it (``auto``: on the CPU where it is installed and
         works, unless a PyTorch-only option is set); None for PyTorch."""
@@ -226,9 +226,10 @@ class Stylizer:
         stats = measure_norm_stats(network, small.to(self.device, self.dtype), modules=self.network)
         if self.openvino is not None:  # the graph variant that takes the statistics as inputs
             engine = self.openvino
-            return run_tiled(lambda t: engine(t, style, stats), x, tile, overlap, self.device, torch.float32, cancel)
+            return run_tiled(lambda t: engine(t, style, stats), x, tile, overlap, self.device, torch.float32, cancel,
+                             grid=self.network.downsampling)
         with fixed_norm_stats(self.network, stats):
-            return run_tiled(network, x, tile, overlap, self.device, self.dtype, cancel)
+            return run_tiled(network, x, tile, overlap, self.device, self.dtype, cancel, grid=self.network.downsampling)
 
     def stylize(self, image: Image.Image, options: StylizeOptions | None = None,
                 cancel: Callable[[], None] | None = None, **kwargs: Any) -> Image.Image:

@@ -15,12 +15,14 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from fastnst.core.transformer import StyleInstanceNorm
+from fastnst.core.networks import StyleInstanceNorm, StyleNetwork
 
 Stats = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 def _norms(network: nn.Module) -> list[StyleInstanceNorm]:
+    if isinstance(network, StyleNetwork):
+        return network.norm_layers()
     return [m for m in network.modules() if isinstance(m, StyleInstanceNorm)]
 
 
@@ -57,17 +59,17 @@ def fixed_norm_stats(network: nn.Module, stats: Stats) -> Iterator[None]:
             module.fixed_stats = None
 
 
-# The network downsamples by 4 with strided convolutions: a crop that starts off that grid sees
-# different pixels than the whole image does at the same place, so windows start on multiples of 4.
+# A network that downsamples by k with strided convolutions (its `downsampling`): a crop that starts off that
+# grid sees different pixels than the whole image does at the same place, so windows start on multiples of k.
 STRIDE = 4
 
 
-def _starts(length: int, tile: int, overlap: int) -> list[int]:
+def _starts(length: int, tile: int, overlap: int, grid: int = STRIDE) -> list[int]:
     if length <= tile:
         return [0]
-    step = max(STRIDE, (tile - overlap) // STRIDE * STRIDE)
+    step = max(grid, (tile - overlap) // grid * grid)
     starts = list(range(0, length - tile, step))
-    return [*starts, (length - tile) // STRIDE * STRIDE]
+    return [*starts, (length - tile) // grid * grid]
 
 
 def _ramp(length: int, before: int, after: int) -> torch.Tensor:
@@ -81,7 +83,8 @@ def _ramp(length: int, before: int, after: int) -> torch.Tensor:
 
 
 def run_tiled(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int,
-              device: torch.device, dtype: torch.dtype, check: Callable[[], None] | None = None) -> torch.Tensor:
+              device: torch.device, dtype: torch.dtype, check: Callable[[], None] | None = None,
+              grid: int = STRIDE) -> torch.Tensor:
     """Apply ``network`` to ``x`` (1, 3, H, W, on any device) tile by tile; returns (1, 3, H, W)
     float32 on x's device. Each tile is run on up to (tile + 2·overlap)² px. Norm statistics must
     already be fixed (``fixed_norm_stats``). ``check`` is called before each tile: an exception it
@@ -90,18 +93,18 @@ def run_tiled(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
     overlap = min(overlap, tile // 2)
     out = torch.zeros(1, 3, h, w, dtype=torch.float32, device=x.device)
     weight = torch.zeros(1, 1, h, w, dtype=torch.float32, device=x.device)
-    rows, cols = _starts(h, tile, overlap), _starts(w, tile, overlap)
+    rows, cols = _starts(h, tile, overlap, grid), _starts(w, tile, overlap, grid)
     for top in rows:
         for left in cols:
             if check is not None:
                 check()
-            # The last tile of a row/column runs to the edge (up to STRIDE - 1 px over `tile`).
+            # The last tile of a row/column runs to the edge (up to grid - 1 px over `tile`).
             th = h - top if top == rows[-1] else min(tile, h - top)
             tw = w - left if left == cols[-1] else min(tile, w - left)
             # Run each tile with `overlap` px of real context around it (where the image has it), so
             # its borders see their neighbours instead of padding; the context is cropped off again.
-            t0 = max(0, top - overlap) // STRIDE * STRIDE
-            l0 = max(0, left - overlap) // STRIDE * STRIDE
+            t0 = max(0, top - overlap) // grid * grid
+            l0 = max(0, left - overlap) // grid * grid
             t1, l1 = min(h, top + th + overlap), min(w, left + tw + overlap)
             piece = x[..., t0:t1, l0:l1].to(device=device, dtype=dtype)
             y = network(piece).float().to(x.device)[..., top - t0:top - t0 + th, left - l0:left - l0 + tw]

@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from fastnst.core.errors import FastNSTError
+from fastnst.core.terms import loss_keys
 
 # Training runs from a source checkout: train.py and the conf/ a user edits sit beside fastnst/ (the wheel
 # ships the library for stylizing; `pip install -e .` keeps this path right for training).
@@ -79,13 +80,10 @@ OmegaConf.register_new_resolver("fastnst_run_name", run_name, replace=True)
 
 
 # Library arguments (FastNSTError.param) as a user spells them on train.py/optimize.py command lines.
-HYDRA_KEYS = {"root": "data.root", "cache": "data.cache", "vgg_weights": "loss.vgg_weights",
-              "style_norm": "loss.style_norm", "content_norm": "loss.content_norm",
-              "content_weight": "loss.content_weight",
-              "style_weight": "loss.style_weight", "tv_weight": "loss.tv_weight",
-              "palette_weight": "loss.palette_weight",
-              "temporal_weight": "loss.temporal_weight", "style_name": "style.name", "ckpt_path": "ckpt_path",
-              "styles": "styles", "init_from": "init_from",
+HYDRA_KEYS = {"root": "data.root", "cache": "data.cache", **{k: f"loss.{k}" for k in loss_keys()},
+              "style_name": "style.name", "ckpt_path": "ckpt_path",
+              "styles": "styles", "init_from": "init_from", "init_weights": "init_weights",
+              "schedule": "scheduler",
               "content": "content", "device": "device", "steps": "gatys.steps", "lr": "gatys.lr",
               "init": "gatys.init", "optimizer": "gatys.optimizer", "scales": "gatys.scales"}
 # `lr` of a training run is optimizer.lr, of a Gatys run gatys.lr: the entry point says which.
@@ -93,23 +91,24 @@ HYDRA_KEYS = {"root": "data.root", "cache": "data.cache", "vgg_weights": "loss.v
 
 # The numeric knobs of each entry point: (kind, minimum, minimum allowed?). Checked before anything runs,
 # so `loss.style_weight=abc` is one line, not a traceback after training has started.
+# Every loss term's weights: any key a term declares as a weight (fastnst/core/terms), where the config has it.
+LOSS_WEIGHTS = {f"loss.{k}": (float, 0, True) for k, key in loss_keys().items() if key.kind == "weight"}
 TRAIN_NUMBERS = {"trainer.max_steps": (int, 1, True), "data.image_size": (int, 16, True),
                  "data.batch_size": (int, 1, True), "data.num_workers": (int, 0, True), "data.num_val": (int, 1, True),
-                 "style.size": (int, 16, True), "loss.content_weight": (float, 0, True),
-                 "loss.style_weight": (float, 0, True), "loss.tv_weight": (float, 0, True),
-                 "loss.palette_weight": (float, 0, True), "loss.temporal_weight": (float, 0, True),
+                 "style.size": (int, 16, True), **LOSS_WEIGHTS,
                  "optimizer.lr": (float, 0, False),
                  "checkpoint_every_n_steps": (int, 1, True), "nan_check_every_n_steps": (int, 1, True),
                  "seed": (int, 0, True)}
 GATYS_NUMBERS = {"gatys.steps": (int, 1, True), "gatys.lr": (float, 0, False), "image_size": (int, 8, True),
-                 "style.size": (int, 16, True), "loss.content_weight": (float, 0, True),
-                 "loss.style_weight": (float, 0, True), "loss.tv_weight": (float, 0, True),
-                 "loss.palette_weight": (float, 0, True), "seed": (int, 0, True)}
+                 "style.size": (int, 16, True), **LOSS_WEIGHTS, "seed": (int, 0, True)}
 
 
 def check_numbers(cfg: DictConfig, spec: dict[str, tuple[type, float, bool]]) -> None:
     """Raise FastNSTError naming the first key whose value is not a number of the right kind and range."""
     for key, (kind, low, inclusive) in spec.items():
+        if key.startswith("loss.") and OmegaConf.select(cfg, key, default="absent",
+                                                        throw_on_resolution_failure=False) == "absent":
+            continue  # a term the config does not mention keeps its default
         try:
             value = OmegaConf.select(cfg, key, throw_on_missing=True)
         except Exception as err:  # an interpolation that cannot resolve

@@ -1,4 +1,4 @@
-"""The LightningModule that trains a TransformerNet against a PerceptualLoss."""
+"""The LightningModule that trains a stylizing network (fastnst/core/networks) against a PerceptualLoss."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torchvision.utils import make_grid
 
 from fastnst.core.errors import FastNSTError
 from fastnst.core.losses import PerceptualLoss
-from fastnst.core.transformer import TransformerNet
+from fastnst.core.networks import StyleNetwork
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +28,19 @@ class StyleTransferModule(L.LightningModule):
     ``style_names`` label the per-style logs. Training images are dealt to the styles in turn, so
     every style gets the same number of examples.
     ``hparams``: plain values saved in checkpoints and logged to TensorBoard; ``network`` is added.
+    ``scheduler``: builds a learning-rate schedule for the optimizer, stepped every training step.
     """
 
-    def __init__(self, network: TransformerNet, loss: PerceptualLoss,
+    def __init__(self, network: StyleNetwork, loss: PerceptualLoss,
                  optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
                  style: torch.Tensor | list[torch.Tensor], hparams: dict[str, Any] | None = None,
                  channels_last: bool = False, nan_check_every_n_steps: int = 1,
-                 style_ids: list[int] | None = None, style_names: list[str] | None = None) -> None:
+                 style_ids: list[int] | None = None, style_names: list[str] | None = None,
+                 scheduler: Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler] | None = None,
+                 ) -> None:
         super().__init__()
         self.network, self.loss, self.optimizer_factory = network, loss, optimizer
+        self.scheduler_factory = scheduler
         self.channels_last = channels_last
         self.nan_check_every_n_steps = nan_check_every_n_steps
         self.save_hyperparameters({**(hparams or {}), "network": network.config})
@@ -79,12 +83,12 @@ class StyleTransferModule(L.LightningModule):
         as a position in ``style_ids`` (None: the only style)."""
         if index is None:
             out = self(batch)
-            return out, self.loss(out, batch, network=self, sample_palette=self.training)
+            return out, self.loss(out, batch, network=self, sample=self.training)
         ids = torch.tensor(self.style_ids, device=batch.device)[index]
         weights = torch.nn.functional.one_hot(ids, self.network.num_styles).float()
         out = self(batch, weights)
         return out, self.loss(out, batch, network=lambda x: self(x, weights), style_index=index,
-                              sample_palette=self.training)
+                              sample=self.training)
 
     def _training_styles(self, batch: torch.Tensor) -> torch.Tensor | None:
         """Deal this step's images to the styles in turn, continuing across steps and DDP ranks."""
@@ -149,8 +153,12 @@ class StyleTransferModule(L.LightningModule):
             if not torch.allclose(sums, sums[0], rtol=1e-9, atol=0):
                 raise RuntimeError(f"DDP ranks disagree on the weights: {sums.tolist()}")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory([p for p in self.network.parameters() if p.requires_grad])
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory([p for p in self.network.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The VGG weights are config, not training state: keep checkpoints small.

@@ -23,8 +23,8 @@ from fastnst.core.device import keep_freed_memory, native_bf16_cpu
 from fastnst.core.errors import FastNSTError
 from fastnst.core.losses import PerceptualLoss
 from fastnst.core.modelfile import ModelMeta, load_network, read_metadata, resolve_model, save_stylizer
+from fastnst.core.networks import StyleNetwork
 from fastnst.core.styles import load_style
-from fastnst.core.transformer import TransformerNet
 from fastnst.training.config import run_name, style_configs
 from fastnst.training.data import StyleDataModule
 from fastnst.training.module import StyleTransferModule
@@ -111,7 +111,7 @@ def _alive(lock: Path) -> bool:
 def check_resumable(ckpt: Path, meta: ModelMeta) -> None:
     """Refuse to resume a checkpoint of another network or style: it would train the wrong model."""
     saved = read_metadata(ckpt)
-    for field in ("network", "style_name", "style_sha256", "styles"):
+    for field in ("arch", "network", "style_name", "style_sha256", "styles"):
         if getattr(saved, field) != getattr(meta, field):
             raise FastNSTError(f"{ckpt} was trained with {field} {getattr(saved, field)!r}, this run has "
                                f"{getattr(meta, field)!r}; start a fresh run or resume the matching one",
@@ -148,15 +148,16 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None) -> Path | None:
     meta = ModelMeta(style_name=cfg.get("name") or plan.name,
                      style_image="; ".join(str(s.image) for s in style_cfgs),
                      style_sha256=shas[0] if len(shas) == 1 else hashlib.sha256("".join(shas).encode()).hexdigest(),
-                     style_size=int(style_cfgs[0].size), network=network.config, loss=loss.spec,
+                     style_size=int(style_cfgs[0].size), arch=network.arch, network=network.config, loss=loss.spec,
                      image_size=int(cfg.data.image_size), description=plan.description,
                      styles=plan.names if multi else [], style_images=style_images if multi else [])
     if resume is not None:
         check_resumable(resume, meta)
     hparams = {**meta.to_dict(), "config": OmegaConf.to_container(cfg, resolve=True)}
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = StyleTransferModule(network, loss, instantiate(cfg.optimizer), [image for image, _ in loaded], hparams,
                                  channels_last=cfg.channels_last, nan_check_every_n_steps=cfg.nan_check_every_n_steps,
-                                 style_ids=plan.train_ids, style_names=names)
+                                 style_ids=plan.train_ids, style_names=names, scheduler=scheduler)
     if cfg.compile:
         module.network.compile(mode=cfg.compile_mode)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
@@ -183,7 +184,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None) -> Path | None:
 
 
 class NetworkPlan(NamedTuple):
-    network: TransformerNet
+    network: StyleNetwork
     names: list[str]  # every style the network will hold, in row order
     train_ids: list[int]  # the rows this run trains
     description: str
@@ -195,9 +196,15 @@ def _network(cfg: DictConfig, names: list[str]) -> NetworkPlan:
     """The network to train for styles ``names``. With ``init_from``: the trained network grown by
     the new styles, with everything but their (γ, β) frozen; named ``<base>+<new>``."""
     description = str(cfg.get("description") or "")
+    if cfg.get("init_from") and cfg.get("init_weights"):
+        raise FastNSTError("init_from (add styles to a model) and init_weights (start from a model's weights) "
+                           "do not go together; choose one", param="init_weights")
     if not cfg.get("init_from"):
         network = instantiate(cfg.model, num_styles=len(names))
         name = run_name(None, cfg.get("styles"), names[0])
+        if cfg.get("init_weights"):
+            network = _warm_start(network, str(cfg.init_weights), names)
+            description = "; ".join(filter(None, [f"started from {Path(str(cfg.init_weights)).name}", description]))
         return NetworkPlan(network, names, list(range(len(names))), description, name, [])
     base_path = resolve_model(str(cfg.init_from))
     network, base = load_network(base_path)
@@ -213,6 +220,18 @@ def _network(cfg: DictConfig, names: list[str]) -> NetworkPlan:
     note = f"{', '.join(names)} added to {base_path.name} ({base.steps} steps), shared weights frozen"
     return NetworkPlan(network.train(), [*base.style_names, *names], ids, "; ".join(filter(None, [note, description])),
                        "+".join([base.style_name, *names])[:64], [base.image_of(n) for n in base.style_names])
+
+
+def _warm_start(network: StyleNetwork, model: str, names: list[str]) -> StyleNetwork:
+    """``network`` with every weight of a trained model of the same network and styles: a long run whose
+    checkpoint is lost goes on from the last model it exported (scripts/data/campaign.py)."""
+    path = resolve_model(model)
+    trained, meta = load_network(path)
+    if trained.config != network.config or meta.style_names != names:
+        raise FastNSTError(f"{path.name} is a {meta.network} network for {meta.style_names}; this run trains a "
+                           f"{network.config} network for {names}", param="init_weights")
+    network.load_state_dict(trained.state_dict())
+    return network.train()
 
 
 def _warn_on_style_weights(cfg: DictConfig, styles: list[DictConfig]) -> None:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fastnst.core.transformer import ConvLayer, TransformerNet
+from fastnst.core.transformer import TransformerNet
 
 
 def count(net: torch.nn.Module) -> int:
@@ -47,31 +47,3 @@ def test_sigmoid_output_stays_in_the_image_range_and_raw_does_not_have_to() -> N
     with torch.no_grad():
         raw.deconv3.conv.bias.fill_(3.0)
     assert raw(x).min() > 1
-
-
-def test_under_autocast_the_padding_stays_in_bf16_and_the_output_is_unchanged() -> None:
-    # Autocast would pad in fp32 (a cast up and back down around every convolution); the values are the same.
-    torch.manual_seed(0)
-    layer = ConvLayer(8, 8, 3)
-    x = torch.randn(2, 8, 16, 16).bfloat16()
-    dtypes = []
-    layer.pad.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        y = layer(x)
-        expected = layer.conv(layer.pad(x.float()))  # what autocast did: pad in fp32, then conv in bf16
-    assert dtypes[0] == torch.bfloat16
-    assert torch.equal(y, expected)
-
-
-@pytest.mark.parametrize("kernel", [3, 9])
-def test_the_padding_gradient_is_autograds(kernel: int) -> None:
-    # ConvLayer's reflection padding has a hand-written backward (PyTorch's was 3-5x slower on a CPU).
-    torch.manual_seed(0)
-    layer = ConvLayer(3, 4, kernel).double()
-    x = torch.randn(2, 3, 11, 13, dtype=torch.float64, requires_grad=True)
-    weights = torch.randn(2, 4, 11, 13, dtype=torch.float64)
-    (layer(x) * weights).sum().backward()
-    y = x.detach().clone().requires_grad_()
-    pad = kernel // 2
-    (layer.conv(torch.nn.functional.pad(y, (pad,) * 4, mode="reflect")) * weights).sum().backward()
-    torch.testing.assert_close(x.grad, y.grad)

@@ -1,0 +1,229 @@
+"""Long training runs that outlast a session: the starters' campaign (docs/campaign.md).
+
+    python -m scripts.data.campaign run [--plan scripts/data/campaign.yaml] [--only NAME,...]   # in the background
+    python -m scripts.data.campaign status                       # every milestone reached so far, as a table
+    python -m scripts.data.campaign pack NAME [--step K]         # a run's model -> fastnst/assets/models/<style>
+
+A plan lists runs (a style and `train.py` overrides) and the milestones (step counts) to stop at. `run`
+takes every run to the first milestone, then every run to the next, and so on, so the runs can be
+compared early. Each stage resumes the run's `checkpoints/last.ckpt` (written every few minutes); a run
+whose checkpoint is gone (a new machine) starts again from all the weights of the newest model it exported,
+or of the packed starter that came from it (`restart_from`). At each milestone the exported model is kept
+(`models/step<K>.safetensors`), judged on the held-out photos with the run's own loss beside the shipped
+starter under the same loss, and a strip of three photos at 512 px is written for the eye; one JSON
+line per milestone goes to `progress.jsonl` and a readable one to `campaign.log`. Ctrl-C or SIGTERM
+stops the training at its next step, keeping everything trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from fastnst.core.images import find_images, fit_long_side, load_rgb, to_pil
+from fastnst.core.modelfile import read_metadata, resolve_model, starter_models
+from fastnst.inference.stylizer import Stylizer
+from scripts.common import model_loss
+from scripts.data.train_starters import pack
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAN = Path(__file__).with_name("campaign.yaml")
+STRIP_PHOTOS = ("amber_door.jpg", "tubingen.jpg", "chelsea_cat.jpg")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("run", "status", "pack"))
+    parser.add_argument("name", nargs="?", help="pack: the run")
+    parser.add_argument("--plan", type=Path, default=PLAN)
+    parser.add_argument("--only", help="run: these runs (comma-separated)")
+    parser.add_argument("--step", type=int, help="pack: this milestone (default: the newest)")
+    args = parser.parse_args(argv)
+    plan = OmegaConf.to_container(OmegaConf.load(args.plan), resolve=True)
+    out = (ROOT / plan["out"]).resolve()
+    if args.command == "status":
+        print(status(out))
+        return 0
+    if args.command == "pack":
+        if not args.name:
+            parser.error("pack needs a run name")
+        return pack_run(plan, out, args.name, args.step)
+    wanted = set(args.only.split(",")) if args.only else None
+    runs = [r for r in plan["runs"] if wanted is None or r["name"] in wanted]
+    return run_campaign(plan, runs, out)
+
+
+def run_campaign(plan: dict[str, Any], runs: list[dict[str, Any]], out: Path) -> int:
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    for milestone in plan["milestones"]:
+        for spec in runs:
+            if milestone > spec["steps"] or _reached(out, spec["name"], milestone):
+                continue
+            if stop["now"] or not _train(plan, spec, out, milestone, stop):
+                _log(out, f"{spec['name']}: stopped before step {milestone}; `run` again resumes it")
+                return 130 if stop["now"] else 1
+            _judge(plan, spec, out, milestone)
+    _log(out, "every run has reached its last milestone")
+    return 0
+
+
+def _train(plan: dict[str, Any], spec: dict[str, Any], out: Path, milestone: int, stop: dict[str, bool]) -> bool:
+    run_dir = out / spec["name"]
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    cmd = [sys.executable, "train.py", f"style={spec['style']}", f"data.root={plan['data']}",
+           f"loss.vgg_weights={plan['vgg_weights']}", "trainer=cpu", f"trainer.max_steps={milestone}",
+           f"scheduler.total_steps={spec['steps']}" if _has_scheduler(spec) else None,
+           "trainer.enable_progress_bar=false", f"checkpoint_every_n_steps={plan['checkpoint_every']}",
+           f"trainer.val_check_interval={plan['checkpoint_every']}", f"hydra.run.dir={run_dir}",
+           f"description='campaign {spec['name']}: {spec.get('recipe', '')}'", *spec.get("overrides", [])]
+    start_note = "resuming its checkpoint"
+    if ckpt.is_file():
+        cmd.append("ckpt_path=last")
+    else:
+        restart = _restart_model(spec, out)
+        if restart is not None:
+            cmd.append(f"init_weights={restart}")
+            start_note = f"no checkpoint: starting from {restart}"
+        else:
+            start_note = "a fresh start"
+    _log(out, f"{spec['name']}: training to step {milestone} ({start_note})")
+    start = time.time()
+    with open(run_dir.parent / f"{spec['name']}.train.log", "a") as log:
+        proc = subprocess.Popen([c for c in cmd if c], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        while proc.poll() is None:
+            if stop["now"]:
+                proc.send_signal(signal.SIGINT)  # train.py keeps what it trained and exits 130
+                proc.wait()
+                break
+            time.sleep(2)
+    _log(out, f"{spec['name']}: train.py exited {proc.returncode} after {time.time() - start:.0f} s")
+    return proc.returncode == 0
+
+
+def _has_scheduler(spec: dict[str, Any]) -> bool:
+    return any(o.startswith("scheduler=") and o != "scheduler=null" for o in spec.get("overrides", []))
+
+
+def _restart_model(spec: dict[str, Any], out: Path) -> Path | None:
+    """All the weights to go on from when the checkpoint is gone: the newest milestone's model, else the
+    packed starter the plan names (committed, so it survives the machine)."""
+    kept = sorted((out / spec["name"] / "models").glob("step*.safetensors"), key=lambda p: int(p.stem[4:]))
+    if kept:
+        return kept[-1]
+    packed = spec.get("restart_from")
+    return resolve_model(packed) if packed and Path(resolve_model(packed)).is_file() else None
+
+
+def _reached(out: Path, name: str, milestone: int) -> bool:
+    return (out / name / "models" / f"step{milestone}.safetensors").is_file()
+
+
+@torch.no_grad()
+def _judge(plan: dict[str, Any], spec: dict[str, Any], out: Path, milestone: int) -> None:
+    """Keep the milestone's model, score it and the shipped starter with the run's loss on the held-out
+    photos, and write a picture strip."""
+    run_dir = out / spec["name"]
+    exported = run_dir / f"{spec['style']}.safetensors"
+    kept = run_dir / "models" / f"step{milestone}.safetensors"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_bytes(exported.read_bytes())
+    meta = read_metadata(kept)
+    loss = model_loss(meta, vgg_weights=plan["vgg_weights"])
+    photos = find_images(ROOT / plan["content"])
+    shipped = starter_models().get(spec["style"])
+    scores = {"candidate": _heldout(kept, loss, photos, plan["heldout_size"])}
+    if shipped is not None:
+        scores["shipped"] = _heldout(shipped, loss, photos, plan["heldout_size"])
+    _strip(kept, ROOT / plan["content"], run_dir / "strips" / f"step{milestone}.jpg")
+    record = {"run": spec["name"], "step": milestone, "time": time.strftime("%Y-%m-%d %H:%M"), **scores}
+    with open(out / "progress.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    shown = ", ".join(f"{k} {v['total']:.3f} (content {v['content']:.3f}, style {v['style']:.3f})"
+                      for k, v in scores.items())
+    _log(out, f"{spec['name']} @ {milestone}: held-out {shown}")
+
+
+def _heldout(model: Path, loss: torch.nn.Module, photos: list[Path], size: int) -> dict[str, float]:
+    """Mean loss terms over the photos at a long side of ``size`` px (fp32, PyTorch engine)."""
+    stylizer = Stylizer.from_file(model, device="cpu", precision="fp32", engine="torch")
+    sums: dict[str, float] = {}
+    for photo in photos:
+        x = fit_long_side(load_rgb(photo), size)
+        terms = loss(stylizer.network(x).clamp(0, 1), x)
+        for k in ("total", "content", "style", "palette"):
+            if k in terms:
+                sums[k] = sums.get(k, 0.0) + float(terms[k]) / len(photos)
+    return {k: round(v, 4) for k, v in sums.items()}
+
+
+def _strip(model: Path, content: Path, target: Path, size: int = 512) -> None:
+    stylizer = Stylizer.from_file(model, device="cpu", precision="fp32", engine="torch")
+    tiles = []
+    for name in STRIP_PHOTOS:
+        x = fit_long_side(load_rgb(content / name), size)
+        tiles.append(to_pil(stylizer.network(x).clamp(0, 1)))
+    sheet = Image.new("RGB", (sum(t.width for t in tiles), max(t.height for t in tiles)), "white")
+    left = 0
+    for tile in tiles:
+        sheet.paste(tile, (left, 0))
+        left += tile.width
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(target, quality=90)
+
+
+def status(out: Path) -> str:
+    path = out / "progress.jsonl"
+    if not path.is_file():
+        return f"no milestone reached yet ({path})"
+    rows = ["| run | step | when | held-out total | content | style | shipped starter, same loss |",
+            "|---|---|---|---|---|---|---|"]
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        c, s = r["candidate"], r.get("shipped")
+        shipped = f"{s['total']:.3f}" if s else "–"
+        rows.append(f"| {r['run']} | {r['step']} | {r['time']} | {c['total']:.3f} | {c['content']:.3f} | "
+                    f"{c['style']:.3f} | {shipped} |")
+    return "\n".join(rows)
+
+
+def pack_run(plan: dict[str, Any], out: Path, name: str, step: int | None) -> int:
+    spec = next((r for r in plan["runs"] if r["name"] == name), None)
+    if spec is None:
+        print(f"error: no run {name!r} in the plan", file=sys.stderr)
+        return 2
+    kept = sorted((out / name / "models").glob("step*.safetensors"), key=lambda p: int(p.stem[4:]))
+    chosen = [p for p in kept if step is None or p.stem == f"step{step}"]
+    if not chosen:
+        print(f"error: {name} has no model at {'any milestone' if step is None else f'step {step}'}", file=sys.stderr)
+        return 2
+    vgg = Path(plan["vgg_weights"])
+    print(pack(spec["style"], chosen[-1], vgg.name if vgg.is_file() else str(vgg), Path(plan["pack_dir"])))
+    return 0
+
+
+def _log(out: Path, message: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
+    with open(out / "campaign.log", "a") as f:
+        f.write(line + "\n")
+    print(line, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
