@@ -16,21 +16,24 @@ import hashlib
 import json
 import logging
 import re
+import shutil
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
+from fastnst.core import styles
 from fastnst.core.cache import cache_dir
 from fastnst.core.device import native_bf16_cpu, resolve_device
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import MAX_IMAGE_PIXELS, find_images, fit_long_side, open_image, to_pil, to_tensor
+from fastnst.core.locks import file_lock
 from fastnst.core.losses import PerceptualLoss
-from fastnst.core.modelfile import ModelMeta, load_network, resolve_model, save_stylizer
+from fastnst.core.modelfile import ModelMeta, load_network, read_metadata, resolve_model, save_stylizer
 from fastnst.core.networks import StyleNetwork
 from fastnst.core.styles import sha256_file
 from fastnst.core.terms import VGG_KEYS, all_terms
@@ -72,7 +75,7 @@ class FitOptions:
         """What changes the result (the cache key), as plain values; the device does not."""
         return {"steps": self.steps, "lr": self.lr, "content_weight": self.content_weight,
                 "image_size": self.image_size, "batch_size": self.batch_size,
-                "style_size": self.style_size, "seed": self.seed, "vgg_weights": Path(self.vgg_weights).name,
+                "style_size": self.style_size, "seed": self.seed, "vgg_weights": self.vgg_weights,
                 "photos": _folder_digest(self.photos or PHOTO_DIR)}
 
 
@@ -105,24 +108,10 @@ class FitCancelled(Exception):
     """The fit was stopped by its ``cancel`` check; nothing was written."""
 
 
-def read_painting(path: Path, max_pixels: int | None = MAX_IMAGE_PIXELS) -> tuple[Image.Image, list[str]]:
-    """The painting as RGB, and notes on what was changed (grey, alpha). Raises for what cannot be a style:
-    not an image, over the pixel limit, or under 64 px on a side."""
-    if not path.is_file():
-        raise FastNSTError(f"{path}: no such painting file", param="style_image")
-    image = open_image(path, max_pixels)
-    if min(image.size) < MIN_PAINTING_SIDE:
-        raise FastNSTError(f"{path.name} is {image.width}x{image.height}: a painting needs at least "
-                           f"{MIN_PAINTING_SIDE} px on each side to show its brushwork", param="style_image")
-    notes = []
-    if "A" in image.getbands() or image.mode == "P" and "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        image = Image.new("RGB", rgba.size, (255, 255, 255))
-        image.paste(rgba, mask=rgba.getchannel("A"))
-        notes.append(f"{path.name} has transparency: fitted on a white background")
-    if image.mode in ("L", "LA", "1", "I", "I;16", "F") or _is_grey(image):
-        notes.append(f"{path.name} is greyscale: the style will be grey")
-    return image.convert("RGB") if image.mode != "RGB" else image, notes
+def read_painting(path: Path, size: int = FitOptions.style_size, max_pixels: int | None = MAX_IMAGE_PIXELS
+                  ) -> tuple[torch.Tensor, list[str]]:
+    """The painting at ``size`` px long (fastnst.core.styles.read_painting), refused under 64 px a side."""
+    return styles.read_painting(path, size, max_pixels, min_side=MIN_PAINTING_SIDE)
 
 
 def style_name(path: Path) -> str:
@@ -133,12 +122,15 @@ def style_name(path: Path) -> str:
 
 def fit_style(painting: Path, base: str | Path = DEFAULT_BASE, options: FitOptions = FitOptions(),
               name: str | None = None, on_progress: Callable[[FitProgress, Painter], None] | None = None,
-              cancel: Callable[[], bool] | None = None) -> tuple[StyleNetwork, ModelMeta]:
+              cancel: Callable[[], bool] | None = None, image: torch.Tensor | None = None
+              ) -> tuple[StyleNetwork, ModelMeta]:
     """``base`` grown by one style fitted to ``painting``; returns the network (on the CPU) and its
-    metadata. ``on_progress`` hears every step; ``cancel`` returning True stops it (FitCancelled)."""
-    image, notes = read_painting(painting)
-    for note in notes:  # callers show them (the CLI prints them before fitting); logged for the others
-        log.info("%s", note)
+    metadata. ``on_progress`` hears every step; ``cancel`` returning True stops it (FitCancelled).
+    ``image``: the painting as ``read_painting`` gave it, when the caller has read it already."""
+    if image is None:
+        image, notes = read_painting(painting, options.style_size)
+        for note in notes:  # callers show them (the CLI prints them before fitting); logged for the others
+            log.info("%s", note)
     base_path = resolve_model(base)
     network, meta = load_network(base_path)
     names = meta.style_names
@@ -149,7 +141,7 @@ def fit_style(painting: Path, base: str | Path = DEFAULT_BASE, options: FitOptio
     index = grown.num_styles - 1
     grown.train_only_styles([index])
     loss = _loss(meta, options.vgg_weights, options.content_weight).to(device)
-    loss.set_style(fit_long_side(to_tensor(image), options.style_size).to(device))
+    loss.set_style(image.to(device))
     photos = training_photos(options.photos, options.image_size)
     trained = [p for p in grown.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trained, lr=options.lr)
@@ -187,34 +179,84 @@ def fit_style(painting: Path, base: str | Path = DEFAULT_BASE, options: FitOptio
 
 def add_style(painting: Path, target: Path, base: str | Path = DEFAULT_BASE, options: FitOptions = FitOptions(),
               name: str | None = None, on_progress: Callable[[FitProgress, Painter], None] | None = None,
-              cancel: Callable[[], bool] | None = None) -> Path:
+              cancel: Callable[[], bool] | None = None, image: torch.Tensor | None = None) -> Path:
     """Fit ``painting`` and write the grown model to ``target`` (atomically: an interrupted fit writes nothing)."""
-    network, meta = fit_style(painting, base, options, name, on_progress, cancel)
+    network, meta = fit_style(painting, base, options, name, on_progress, cancel, image)
     return save_stylizer(network, target, meta)
 
 
 def cached_style(painting: Path, base: str | Path = DEFAULT_BASE, options: FitOptions = FitOptions(),
                  name: str | None = None, on_progress: Callable[[FitProgress, Painter], None] | None = None,
-                 cancel: Callable[[], bool] | None = None, folder: Path | None = None) -> tuple[Path, bool]:
+                 cancel: Callable[[], bool] | None = None, folder: Path | None = None,
+                 image: torch.Tensor | None = None, on_wait: Callable[[], None] | None = None) -> tuple[Path, bool]:
     """The model of ``base`` + ``painting``, from the cache or fitted into it; returns (path, was cached).
-    Two processes asking for one painting at once: the second waits for the first and reuses its result."""
+    Two processes asking for one painting at once: the second waits for the first (``on_wait`` tells it so)
+    and reuses its result. An entry that fails its checks (another file planted there, flipped bytes,
+    truncation) is fitted again; a cache that cannot be used (a file, read-only, full) costs the reuse,
+    never the fit: the model is then written to a temporary file, with a warning."""
     if not painting.is_file():
         raise FastNSTError(f"{painting}: no such painting file", param="style_image")
     base_path = resolve_model(base)
-    target = (folder or cache_dir() / "fitted") / f"{cache_key(painting, base_path, options, name)}.safetensors"
-    if target.is_file():
-        return target, True
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target.with_suffix(".lock")):
-        if target.is_file():  # fitted by another process while this one waited
+    key = cache_key(painting, base_path, options, name)
+    root = folder or cache_dir() / "fitted"
+    target = root / f"{key}.safetensors"
+
+    fitted: tuple[StyleNetwork, ModelMeta] | None = None
+    try:
+        if _valid_entry(target, base_path):
             return target, True
-        return add_style(painting, target, base_path, options, name, on_progress, cancel), False
+        root.mkdir(parents=True, exist_ok=True)
+        with file_lock(root / "fits.lock", on_wait):  # one lock for the folder: no lock file left per key
+            if _valid_entry(target, base_path):  # fitted by another process while this one waited
+                return target, True
+            fitted = fit_style(painting, base_path, options, name, on_progress, cancel, image)
+            save_stylizer(fitted[0], target, fitted[1])
+            target.with_suffix(".sha256").write_text(sha256_file(target))
+            return target, False
+    except OSError as err:
+        where = Path(tempfile.gettempdir()) / f"fastnst-{key}.safetensors"
+        log.warning("note: the fitted-style cache %s cannot be used (%s); this fit is not kept for next time",
+                    root, err.strerror or err.__class__.__name__)
+        if fitted is None:  # else the fit is done and only its entry could not be written: keep it
+            fitted = fit_style(painting, base_path, options, name, on_progress, cancel, image)
+        return save_stylizer(fitted[0], where, fitted[1]), False
+
+
+def _valid_entry(target: Path, base: Path) -> bool:
+    """Whether the entry at ``target`` is the one this cache wrote for ``base``: its content hash matches the
+    one written beside it, and it loads as ``base`` grown by one style. A bad entry is removed (and fitted
+    again by the caller), with a warning."""
+    if not target.exists():
+        return False
+    try:
+        digest = target.with_suffix(".sha256")
+        if not target.is_file() or not digest.is_file() or digest.read_text().strip() != sha256_file(target):
+            raise FastNSTError("its checksum does not match")
+        network, meta = load_network(target)
+        base_meta = read_metadata(base)
+        if meta.arch != base_meta.arch or meta.style_names[:-1] != base_meta.style_names \
+                or network.num_styles != len(base_meta.style_names) + 1:
+            raise FastNSTError("it is not this base grown by one style")
+    except (FastNSTError, OSError) as err:
+        log.warning("note: the cached fit %s is damaged (%s); fitting again", target.name, err)
+        for path in (target, target.with_suffix(".sha256")):
+            with contextlib.suppress(OSError):
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def cache_key(painting: Path, base: Path, options: FitOptions, name: str | None = None) -> str:
-    recipe = json.dumps({**options.recipe(), "name": name}, sort_keys=True)
+    recipe = json.dumps({**options.recipe(), "vgg_weights": _weights_digest(options.vgg_weights), "name": name},
+                        sort_keys=True)
     digest = hashlib.sha256(f"{sha256_file(painting)}|{sha256_file(base)}|{recipe}".encode()).hexdigest()
     return f"{style_name(painting)[:32]}-{digest[:16]}"
+
+
+def _weights_digest(weights: str) -> str:
+    """A local VGG file by its content (two different `vgg16.pth` must not share entries); a name as is."""
+    path = Path(weights).expanduser()
+    return sha256_file(path) if path.is_file() else weights
 
 
 def training_photos(folder: Path | None, size: int) -> list[torch.Tensor]:
@@ -276,31 +318,9 @@ def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def _is_grey(image: Image.Image) -> bool:
-    rgb = np.asarray(image.convert("RGB").resize((32, 32)), dtype=np.int16)
-    return int(np.abs(np.diff(rgb, axis=2)).max()) <= 2
-
-
 def _folder_digest(folder: Path) -> str:
     """The photos a fit used, by name and size (cheap; a changed folder gives another cache entry)."""
     if not folder.is_dir():
         return str(folder)
     listing = sorted(f"{p.relative_to(folder)}:{p.stat().st_size}" for p in find_images(folder))
     return hashlib.sha256("\n".join(listing).encode()).hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` across processes (POSIX flock; elsewhere, none: the atomic write still
-    leaves one complete entry)."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -81,7 +81,7 @@ OmegaConf.register_new_resolver("fastnst_run_name", run_name, replace=True)
 
 # Library arguments (FastNSTError.param) as a user spells them on train.py/optimize.py command lines.
 HYDRA_KEYS = {"root": "data.root", "cache": "data.cache", **{k: f"loss.{k}" for k in loss_keys()},
-              "style_name": "style.name", "ckpt_path": "ckpt_path",
+              "style_name": "style.name", "style_image": "style.image", "ckpt_path": "ckpt_path",
               "styles": "styles", "init_from": "init_from", "init_weights": "init_weights",
               "schedule": "scheduler",
               "content": "content", "device": "device", "steps": "gatys.steps", "lr": "gatys.lr",

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fastnst.core.device import keep_freed_memory, native_bf16_cpu
 from fastnst.core.errors import FastNSTError
+from fastnst.core.locks import try_lock
 from fastnst.core.losses import PerceptualLoss
 from fastnst.core.modelfile import ModelMeta, load_network, read_metadata, resolve_model, save_stylizer
 from fastnst.core.networks import StyleNetwork
@@ -73,39 +74,19 @@ def _on_gpu(cfg: DictConfig) -> bool:
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Own ``run_dir`` for the length of a run: a second run pointed at the same folder (two started
     in the same second, or one explicit ``hydra.run.dir``) is refused instead of mixing checkpoints.
-    A lock left by a process that no longer exists is taken over; DDP workers share their launcher's."""
+    The lock dies with its process (fastnst.core.locks); DDP workers share their launcher's."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if any(int(os.environ.get(v, "0") or 0) > 0 for v in ("LOCAL_RANK", "RANK", "SLURM_PROCID")):
         yield  # a worker of the run that holds the lock (Lightning and torchrun set these, srun the last)
         return
-    lock = run_dir / ".fastnst.lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            if _alive(lock):
-                raise FastNSTError(f"another training run is writing to {run_dir}; give this one its own folder",
-                                   param="output_dir") from None
-            lock.unlink(missing_ok=True)
-    else:
-        raise FastNSTError(f"cannot lock {run_dir}", param="output_dir")
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
+    lock = try_lock(run_dir / ".fastnst.lock")
+    if lock is None:
+        raise FastNSTError(f"another training run is writing to {run_dir}; give this one its own folder",
+                           param="output_dir")
     try:
         yield
     finally:
-        lock.unlink(missing_ok=True)
-
-
-def _alive(lock: Path) -> bool:
-    try:
-        os.kill(int(lock.read_text() or "0"), 0)
-        return True
-    except (ValueError, ProcessLookupError, FileNotFoundError):
-        return False
-    except PermissionError:  # someone else's live process
-        return True
+        lock.release()
 
 
 def check_resumable(ckpt: Path, meta: ModelMeta) -> None:

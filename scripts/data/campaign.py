@@ -38,7 +38,6 @@ from scripts.data.train_starters import pack
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = Path(__file__).with_name("campaign.yaml")
-STRIP_PHOTOS = ("amber_door.jpg", "tubingen.jpg", "chelsea_cat.jpg")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,22 +85,22 @@ def run_campaign(plan: dict[str, Any], runs: list[dict[str, Any]], out: Path) ->
 def _train(plan: dict[str, Any], spec: dict[str, Any], out: Path, milestone: int, stop: dict[str, bool]) -> bool:
     run_dir = out / spec["name"]
     ckpt = run_dir / "checkpoints" / "last.ckpt"
+    restart, offset = (None, 0) if ckpt.is_file() else _restart_model(spec, out)
+    # A restart from weights is a new run of the remaining steps (with a fresh optimizer and a new warm-up).
     cmd = [sys.executable, "train.py", f"style={spec['style']}", f"data.root={plan['data']}",
-           f"loss.vgg_weights={plan['vgg_weights']}", "trainer=cpu", f"trainer.max_steps={milestone}",
-           f"scheduler.total_steps={spec['steps']}" if _has_scheduler(spec) else None,
+           f"loss.vgg_weights={plan['vgg_weights']}", "trainer=cpu", f"trainer.max_steps={milestone - offset}",
+           f"scheduler.total_steps={spec['steps'] - offset}" if _has_scheduler(spec) else None,
            "trainer.enable_progress_bar=false", f"checkpoint_every_n_steps={plan['checkpoint_every']}",
            f"trainer.val_check_interval={plan['checkpoint_every']}", f"hydra.run.dir={run_dir}",
            f"description='campaign {spec['name']}: {spec.get('recipe', '')}'", *spec.get("overrides", [])]
     start_note = "resuming its checkpoint"
     if ckpt.is_file():
         cmd.append("ckpt_path=last")
+    elif restart is not None:
+        cmd.append(f"init_weights={restart}")
+        start_note = f"no checkpoint: starting from {restart} ({offset} steps)"
     else:
-        restart = _restart_model(spec, out)
-        if restart is not None:
-            cmd.append(f"init_weights={restart}")
-            start_note = f"no checkpoint: starting from {restart}"
-        else:
-            start_note = "a fresh start"
+        start_note = "a fresh start"
     _log(out, f"{spec['name']}: training to step {milestone} ({start_note})")
     start = time.time()
     with open(run_dir.parent / f"{spec['name']}.train.log", "a") as log:
@@ -120,14 +119,17 @@ def _has_scheduler(spec: dict[str, Any]) -> bool:
     return any(o.startswith("scheduler=") and o != "scheduler=null" for o in spec.get("overrides", []))
 
 
-def _restart_model(spec: dict[str, Any], out: Path) -> Path | None:
-    """All the weights to go on from when the checkpoint is gone: the newest milestone's model, else the
-    packed starter the plan names (committed, so it survives the machine)."""
+def _restart_model(spec: dict[str, Any], out: Path) -> tuple[Path | None, int]:
+    """All the weights to go on from when the checkpoint is gone, and the campaign step they stand for: the
+    newest milestone's model, else the packed starter the plan names (committed, so it survives the machine;
+    `restart_steps` says how far the campaign had got when it was packed)."""
     kept = sorted((out / spec["name"] / "models").glob("step*.safetensors"), key=lambda p: int(p.stem[4:]))
     if kept:
-        return kept[-1]
+        return kept[-1], int(kept[-1].stem[4:])
     packed = spec.get("restart_from")
-    return resolve_model(packed) if packed and Path(resolve_model(packed)).is_file() else None
+    if packed and resolve_model(packed).is_file():
+        return resolve_model(packed), int(spec.get("restart_steps", 0))
+    return None, 0
 
 
 def _reached(out: Path, name: str, milestone: int) -> bool:
@@ -150,7 +152,8 @@ def _judge(plan: dict[str, Any], spec: dict[str, Any], out: Path, milestone: int
     scores = {"candidate": _heldout(kept, loss, photos, plan["heldout_size"])}
     if shipped is not None:
         scores["shipped"] = _heldout(shipped, loss, photos, plan["heldout_size"])
-    _strip(kept, ROOT / plan["content"], run_dir / "strips" / f"step{milestone}.jpg")
+    shown = [ROOT / plan["content"] / n for n in plan.get("strip_photos", [])] or photos[:3]
+    _strip(kept, shown, run_dir / "strips" / f"step{milestone}.jpg")
     record = {"run": spec["name"], "step": milestone, "time": time.strftime("%Y-%m-%d %H:%M"), **scores}
     with open(out / "progress.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -172,11 +175,11 @@ def _heldout(model: Path, loss: torch.nn.Module, photos: list[Path], size: int) 
     return {k: round(v, 4) for k, v in sums.items()}
 
 
-def _strip(model: Path, content: Path, target: Path, size: int = 512) -> None:
+def _strip(model: Path, photos: list[Path], target: Path, size: int = 512) -> None:
     stylizer = Stylizer.from_file(model, device="cpu", precision="fp32", engine="torch")
     tiles = []
-    for name in STRIP_PHOTOS:
-        x = fit_long_side(load_rgb(content / name), size)
+    for photo in photos:
+        x = fit_long_side(load_rgb(photo), size)
         tiles.append(to_pil(stylizer.network(x).clamp(0, 1)))
     sheet = Image.new("RGB", (sum(t.width for t in tiles), max(t.height for t in tiles)), "white")
     left = 0

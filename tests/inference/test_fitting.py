@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -88,7 +89,8 @@ def test_the_second_request_is_cached_and_two_at_once_fit_once(tmp_path: Path, p
         t.join()
     assert sorted(c for _, c in results) == [False, True] and fits == [1, 2, 3]
     assert len({p for p, _ in results}) == 1
-    assert [p.suffix for p in (tmp_path / "cache" / "fitted").iterdir() if p.suffix != ".lock"] == [".safetensors"]
+    # One entry, its checksum and the folder's one lock (no lock file per painting ever tried).
+    assert sorted(p.suffix for p in (tmp_path / "cache" / "fitted").iterdir()) == [".lock", ".safetensors", ".sha256"]
     again = cached_style(painting, base, options, on_progress=lambda p, _: fits.append(p.step))
     assert again == (results[0][0], True) and len(fits) == 3
     other = cached_style(painting, base, FitOptions(**{**options.__dict__, "steps": 2}))
@@ -113,12 +115,45 @@ def test_a_single_style_base_is_grown_to_two(tmp_path: Path, painting: Path, pho
 def test_greyscale_and_transparent_paintings_are_fitted_with_a_note(tmp_path: Path) -> None:
     grey = make_image(tmp_path / "grey.png", (80, 80), mode="L")
     image, notes = read_painting(grey)
-    assert image.mode == "RGB" and notes == ["grey.png is greyscale: the style will be grey"]
+    assert image.shape == (1, 3, 512, 512) and notes == ["grey.png is greyscale: the style will be grey"]
     rgba = Image.open(make_image(tmp_path / "a.png", (80, 80))).convert("RGBA")
     rgba.putalpha(128)
     rgba.save(tmp_path / "alpha.png")
     image, notes = read_painting(tmp_path / "alpha.png")
-    assert image.mode == "RGB" and notes == ["alpha.png has transparency: fitted on a white background"]
+    assert image.shape[1] == 3 and notes == ["alpha.png has transparency: fitted on a white background"]
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_deep_greyscale_paintings_keep_their_tones(tmp_path: Path, mode: str) -> None:
+    # 16-bit and float greyscale were clipped to white by convert("RGB"); the stylize path's reader keeps them.
+    ramp = np.tile(np.linspace(0, 1, 96, dtype=np.float32), (80, 1))
+    scale = {"I;16": 65535, "I": 65535, "F": 1.0}[mode]
+    values = (ramp * scale).astype({"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode])
+    path = tmp_path / ("p.png" if mode == "I;16" else "p.tif")
+    Image.fromarray(values).save(path)
+    image, notes = read_painting(path)
+    assert 0.3 < float(image.mean()) < 0.7 and float(image.std()) > 0.2  # a ramp, not solid white
+    assert "greyscale" in notes[0]
+
+
+@pytest.mark.parametrize("size", [(64, 20000), (20000, 64), (64, 3000)])
+def test_an_elongated_painting_is_one_line_not_a_crash(tmp_path: Path, size: tuple[int, int]) -> None:
+    Image.new("RGB", size, (200, 100, 50)).save(tmp_path / "thin.png")
+    with pytest.raises(FastNSTError, match="too elongated to be a style") as err:
+        read_painting(tmp_path / "thin.png")
+    assert "\n" not in str(err.value)
+
+
+def test_a_big_painting_is_reduced_before_it_becomes_floats(tmp_path: Path) -> None:
+    import tracemalloc
+
+    Image.new("RGB", (6000, 4000), (10, 120, 200)).save(tmp_path / "big.png")
+    tracemalloc.start()
+    image, _ = read_painting(tmp_path / "big.png")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert image.shape == (1, 3, 341, 512)
+    assert peak < 6000 * 4000 * 3 * 4 / 4  # far under the full-size float copy (288 MB)
 
 
 @pytest.mark.parametrize(("make", "message"), [

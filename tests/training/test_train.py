@@ -252,10 +252,33 @@ def test_a_run_owns_its_folder(tmp_path: Path) -> None:
         with pytest.raises(FastNSTError, match="another training run is writing to"):
             with run_lock(tmp_path / "run"):
                 pass
-    (tmp_path / "run" / ".fastnst.lock").write_text("999999999")  # left by a process that died
+    # A lock file left by a process that died, even an empty one (it died between create and write), is free.
+    (tmp_path / "run" / ".fastnst.lock").write_text("")
     with run_lock(tmp_path / "run"):
-        assert (tmp_path / "run" / ".fastnst.lock").read_text() != "999999999"
-    assert not (tmp_path / "run" / ".fastnst.lock").exists()
+        pass
+
+
+def test_a_killed_runs_lock_is_free_at_once_and_a_live_ones_is_not(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from fastnst.training.run import run_lock
+
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from fastnst.training.run import run_lock\n"
+                               f"with run_lock(Path({str(run_dir)!r})):\n print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FastNSTError, match="another training run"):
+            with run_lock(run_dir):
+                pass
+    finally:
+        holder.kill()  # kill -9: no cleanup ran
+        holder.wait()
+    with run_lock(run_dir):
+        pass
 
 
 @pytest.mark.parametrize("variable", ["RANK", "LOCAL_RANK", "SLURM_PROCID"])
