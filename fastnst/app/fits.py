@@ -9,11 +9,14 @@ line), and the model joins the app's list.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import logging
 import multiprocessing
+import os
 import queue
+import shutil
 import threading
 import time
 import uuid
@@ -23,6 +26,8 @@ from typing import Any
 
 from fastnst.core.errors import FastNSTError
 from fastnst.inference.fitting import PHOTO_DIR, FitOptions, read_painting, style_name
+
+ACTIVE = ("starting", "waiting", "running")  # a fit's states before it ends
 
 log = logging.getLogger(__name__)
 PREVIEW_EVERY_S = 3.0  # a new preview this often: each costs the fit a forward pass
@@ -36,7 +41,7 @@ class StyleFit:
     painting: Path
     name: str  # the painting's file name as uploaded
     base: str
-    state: str = "starting"  # starting -> running -> done | error | cancelled
+    state: str = "starting"  # starting -> (waiting ->) running -> done | error | cancelled
     step: int = 0
     steps: int = 0
     loss: float = 0.0
@@ -70,7 +75,7 @@ class StyleFits:
         another fit runs."""
         options = dataclasses.replace(self.options, steps=steps) if steps else self.options
         with self._lock:
-            if self._running is not None and self._running[0].state in ("starting", "running"):
+            if self._running is not None and self._running[0].state in ACTIVE:
                 raise FastNSTError(f"{self._running[0].name} is being fitted; wait for it or cancel it")
             fit_id = uuid.uuid4().hex[:16]
             folder = self.workdir / "paintings" / fit_id
@@ -80,12 +85,13 @@ class StyleFits:
             try:
                 read_painting(painting)
             except FastNSTError as err:
+                shutil.rmtree(folder, ignore_errors=True)  # a refused upload leaves nothing on disk
                 raise FastNSTError(_as_uploaded(str(err), painting, Path(filename).name)) from None
             fit = StyleFit(fit_id, painting, Path(filename).name, base_id, steps=options.steps)
             events = self._context.Queue()
             cancel = self._context.Event()
             process = self._context.Process(target=_child, name="fastnst-fit", daemon=True,
-                                            args=(painting, base_path, options, photo, events, cancel))
+                                            args=(painting, base_path, options, photo, events, cancel, os.getpid()))
             process.start()
             self._fits[fit_id] = fit
             self._running = (fit, process, cancel)
@@ -101,7 +107,7 @@ class StyleFits:
     def cancel(self, fit_id: str) -> StyleFit:
         fit = self.get(fit_id)
         running = self._running
-        if running is not None and running[0] is fit and fit.state in ("starting", "running"):
+        if running is not None and running[0] is fit and fit.state in ACTIVE:
             running[2].set()
         return fit
 
@@ -122,12 +128,14 @@ class StyleFits:
             try:
                 kind, value = events.get(timeout=0.5)
             except queue.Empty:
-                if not process.is_alive():
+                if not process.is_alive() and events.empty():  # it may have sent "done" just before exiting
                     break
                 continue
             if kind == "progress":
                 fit.state = "running"
                 fit.step, fit.steps, fit.loss, fit.eta = value
+            elif kind == "waiting":
+                fit.state = "waiting"
             elif kind == "preview":
                 fit.preview, fit.previews = value, fit.previews + 1
             elif kind == "done":
@@ -139,8 +147,10 @@ class StyleFits:
                     fit.state, fit.error = "error", f"the fitted model could not be added ({err})"
             elif kind in ("error", "cancelled"):
                 fit.state, fit.error = kind, _as_uploaded(str(value), fit.painting, fit.name)
+            if fit.state not in ACTIVE:
+                break
         process.join(STOP_WAIT_S)
-        if fit.state in ("starting", "running"):
+        if fit.state in ACTIVE:
             fit.state, fit.error = "error", f"the fit stopped unexpectedly (exit code {process.exitcode})"
 
 
@@ -155,8 +165,29 @@ def _last_style(path: Path) -> str:
     return read_metadata(path).styles[-1]
 
 
-def _child(painting: Path, base: Path, options: FitOptions, photo: bytes | None, events: Any, cancel: Any) -> None:
+def _die_with(parent: int) -> None:
+    """End this process when ``parent`` does, however it ends (``kill -9`` included): the kernel's parent-death
+    signal where there is one (Linux), and a watcher thread everywhere (re-parented: the parent is gone)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the signal was asked for
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="fastnst-parent-watch").start()
+
+
+def _child(painting: Path, base: Path, options: FitOptions, photo: bytes | None, events: Any, cancel: Any,
+           parent: int) -> None:
     """The child process: fit (or find in the cache) and report. One PyTorch thread, the app keeps the rest."""
+    _die_with(parent)
     import torch
     from PIL import Image
 
@@ -182,7 +213,8 @@ def _child(painting: Path, base: Path, options: FitOptions, photo: bytes | None,
             events.put(("preview", buffer.getvalue()))
 
     try:
-        path, _ = cached_style(painting, base, options, on_progress=progress, cancel=cancel.is_set)
+        path, _ = cached_style(painting, base, options, on_progress=progress, cancel=cancel.is_set,
+                               on_wait=lambda: events.put(("waiting", "another fit of this painting is running")))
         events.put(("done", str(path)))
     except FitCancelled:
         events.put(("cancelled", "cancelled"))

@@ -42,6 +42,8 @@ from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -225,7 +227,7 @@ class Handlers:
         photo = form.get("photo")
         preview = await photo.read() if isinstance(photo, UploadFile) else None
         steps = str(form.get("steps") or "")
-        if steps and not (steps.isdigit() and 1 <= int(steps) <= MAX_FIT_STEPS):
+        if steps and not (steps.isascii() and steps.isdigit() and 1 <= int(steps) <= MAX_FIT_STEPS):  # not "²"
             raise FastNSTError(f"steps must be a whole number from 1 to {MAX_FIT_STEPS}")
         fit = await run_in_threadpool(self.fits.start, upload.filename or "painting.png", data,
                                       self.book.path(base), base, preview, int(steps) if steps else None)
@@ -305,8 +307,8 @@ async def read_form(request: Request, limit: int, max_files: int = 1) -> FormDat
     declares none (uncounted, one spooled 1.27 GB to disk against a 64 MB limit)."""
     length = request.headers.get("content-length", "")
     too_large = f"the upload is over the limit here, {limit // MB} MB"
-    if length.isdigit() and int(length) > limit:
-        raise FastNSTError(f"the upload is {int(length) / MB:.0f} MB; the limit here is {limit // MB} MB")
+    if length.isascii() and length.isdigit() and int(length) > limit:
+        raise UploadTooLarge(f"the upload is {int(length) / MB:.0f} MB; the limit here is {limit // MB} MB")
     received = 0
     receive = request.receive
 
@@ -323,9 +325,9 @@ async def read_form(request: Request, limit: int, max_files: int = 1) -> FormDat
     try:
         form = await bounded.form(max_files=max_files, max_fields=20)
     except _TooLarge:
-        raise FastNSTError(too_large) from None
-    except Exception as err:  # a malformed body: the multipart parser's own error types vary
-        raise FastNSTError(f"could not read the upload ({err})") from None
+        raise UploadTooLarge(too_large) from None
+    except (MultiPartException, HTTPException, ValueError, UnicodeDecodeError) as err:  # a malformed body
+        raise FastNSTError(f"could not read the upload ({getattr(err, 'detail', None) or err})") from None
     return form
 
 
@@ -418,8 +420,13 @@ def stylize_frame(book: ModelBook, chosen: Settings, data: bytes) -> tuple[int, 
     return round((time.perf_counter() - start) * 1e6), buffer.getvalue()
 
 
+class UploadTooLarge(FastNSTError):
+    """An upload refused at its limit: answered at once, and the connection closed rather than read to the end."""
+
+
 async def user_error(request: Request, err: Exception) -> JSONResponse:
-    return JSONResponse({"error": str(err)}, status_code=400)
+    close = {"Connection": "close"} if isinstance(err, UploadTooLarge) else None
+    return JSONResponse({"error": str(err)}, status_code=400, headers=close)
 
 
 async def server_error(request: Request, err: Exception) -> JSONResponse:

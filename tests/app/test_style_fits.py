@@ -103,3 +103,53 @@ def test_bad_paintings_get_a_message(app: LiveApp, tmp_path: Path, name: str, da
     status, body = app.json("/api/styles", {"steps": "0"}, {"painting": ("a.png", painting(tmp_path))})
     assert status == 400 and "steps must be a whole number from 1 to 5000" in body["error"]
     assert json.loads(request(app.url + "/api/styles/unknown")[1])["error"].startswith("no style fit")
+
+
+def test_refused_paintings_leave_nothing_on_disk_and_odd_steps_are_a_400(app: LiveApp, tmp_path: Path) -> None:
+    before = set((app.workdir / "paintings").rglob("*")) if (app.workdir / "paintings").exists() else set()
+    for _ in range(3):
+        status, _body = app.json("/api/styles", {"base": "duo"}, {"painting": ("junk.jpg", b"x" * 200_000)})
+        assert status == 400
+    after = set((app.workdir / "paintings").rglob("*")) if (app.workdir / "paintings").exists() else set()
+    assert after == before
+    for steps in ("²", "١٢", "1e3", "-4"):  # digits Python's isdigit accepts but int() or the range refuses
+        status, body = app.json("/api/styles", {"steps": steps}, {"painting": ("a.png", painting(tmp_path))})
+        assert status == 400 and "steps must be a whole number" in body["error"]
+
+
+def test_a_fit_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    # kill -9 of the app must not leave its fit running (it used to be re-parented and fit on for minutes).
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import multiprocessing, sys, time\n"
+        "from fastnst.app.fits import _die_with\n"
+        "def child(parent):\n"
+        "    _die_with(parent)\n"
+        "    time.sleep(120)\n"
+        "if __name__ == '__main__':\n"
+        "    import os\n"
+        "    p = multiprocessing.get_context('spawn').Process(target=child, args=(os.getpid(),))\n"
+        "    p.start()\n"
+        "    print(p.pid, flush=True)\n"
+        "    time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    time.sleep(1.0)  # the child is running its watch
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        if Path(f"/proc/{child}/stat").exists() and Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
+            return  # a zombie: dead, waiting for init to reap it
+        time.sleep(0.2)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the child outlived its parent")

@@ -162,8 +162,9 @@ async function pollFit(id) {
     fit.previews = s.previews;
     $("fit-preview").src = `/api/styles/${id}/preview?n=${s.previews}`;
   }
-  if (s.state === "running" || s.state === "starting") {
+  if (s.state === "running" || s.state === "starting" || s.state === "waiting") {
     $("fit-status").textContent = s.state === "starting" ? `loading (${s.name})…`
+      : s.state === "waiting" ? `${s.name}: waiting for another fit of this painting to finish…`
       : `${s.name}: step ${s.step} of ${s.steps} · loss ${s.loss.toFixed(3)} · ${minutes(s.eta)}`;
     fit.timer = setTimeout(() => pollFit(id), 1000);
     return;
@@ -173,7 +174,7 @@ async function pollFit(id) {
     $("fit-progress").value = 1;
     await loadModels(s.model);
     soloStyle(s.style);
-    $("fit-download").href = `/api/models/${s.model}/file`;
+    $("fit-download").href = `/api/models/${encodeURIComponent(s.model)}/file`;
     $("fit-download").hidden = false;
     $("fit-status").textContent = `${s.name} is now the style “${s.style}” of ${s.model}`;
   } else {
