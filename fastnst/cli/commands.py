@@ -12,9 +12,11 @@ from pathlib import Path
 from fastnst.core.errors import FastNSTError
 
 
-def describe(err: FastNSTError) -> str:
-    """The library's message, with the command-line flag for the argument it names."""
-    flag = f"--{err.param.replace('_', '-')}" if err.param else None
+def describe(err: FastNSTError, flags: dict[str, str | None] | None = None) -> str:
+    """The library's message, with the command-line flag for the argument it names: ``flags`` maps a library
+    argument to the command's own flag (None: the command has none to offer)."""
+    flags = flags or {}
+    flag = flags[err.param] if err.param in flags else f"--{err.param.replace('_', '-')}" if err.param else None
     return f"{err}" + (f" ({flag})" if flag and flag not in str(err) else "")
 
 
@@ -117,7 +119,10 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             torch.cuda.set_device(local % torch.cuda.device_count())
     model, style = args.model, args.style
     if args.style_image is not None:
-        dry = plan(args.inputs, args.output, args.recursive, "style", overwrite=True)
+        if args.style is not None:
+            raise FastNSTError("--style-image makes a style of its own; --style does not go with it", param="style")
+        dry = plan(args.inputs, args.output, args.recursive, "style", args.overwrite,
+                   args.skip_existing or shard is not None)
         if not dry.jobs:  # nothing to stylize: say so before minutes of fitting
             raise dry.failures[0] if dry.failures else FastNSTError("no inputs")
         model, fitted = fit_painting(args, args.style_image, args.model)
@@ -171,10 +176,24 @@ def cmd_add_style(args: argparse.Namespace) -> int:
     target = args.output or Path(f"{args.name or style_name(args.painting)}.safetensors")
     if target.suffix != ".safetensors":
         raise FastNSTError(f"{target}: a model file's name ends in .safetensors", param="output")
+    if len(target.name.encode()) > 255:
+        raise FastNSTError(f"the file name {target.name[:40]}… is too long for a file system; choose a shorter "
+                           f"{'--name' if args.output is None else 'name'}", param="output")
+    if target.is_dir():
+        raise FastNSTError(f"{target} is a folder; name the model file to write", param="output")
+    if not target.parent.is_dir():
+        raise FastNSTError(f"{target.parent} is not a folder; create it first", param="output")
+    if target.exists() and any(target.resolve() == Path(p).expanduser().resolve() for p in (args.painting, args.to)
+                               if p is not None):
+        raise FastNSTError(f"{target} is this command's input; write the new model elsewhere", param="output")
     if target.exists() and not args.overwrite:
         raise FastNSTError(f"{target} exists; not overwriting it (--overwrite replaces it)", param="output")
     if target.exists() and is_starter(target):
         raise FastNSTError(f"{target} is a starter model; write the new model elsewhere", param="output")
+    if args.to is not None:
+        from fastnst.core.modelfile import read_metadata, resolve_model
+
+        read_metadata(resolve_model(args.to))  # not a model: one line before the painting is read
     path, name = fit_painting(args, args.painting, args.to, args.name)
     with atomic_path(target) as tmp:
         shutil.copyfile(path, tmp)
@@ -193,7 +212,8 @@ def fit_painting(args: argparse.Namespace, painting: Path, base: str | None, nam
 
     options = FitOptions(steps=args.fit_steps, lr=args.fit_lr, photos=args.fit_photos, vgg_weights=args.vgg_weights,
                          device=args.device, content_weight=args.fit_content_weight)
-    for note in read_painting(painting)[1]:  # checked before the base loads: a bad painting is one line, fast
+    image, notes = read_painting(painting, options.style_size)  # before the base loads: a bad painting is fast
+    for note in notes:
         print(f"note: {note}", file=sys.stderr)
     bars: list[tqdm] = []  # made at the first step: a base that fails to load shows no bar
 
@@ -205,7 +225,10 @@ def fit_painting(args: argparse.Namespace, painting: Path, base: str | None, nam
         bars[0].set_postfix(loss=f"{p.loss:.3f}")
 
     try:
-        path, cached = cached_style(painting, base or DEFAULT_BASE, options, name, on_progress=progress)
+        path, cached = cached_style(painting, base or DEFAULT_BASE, options, name, on_progress=progress, image=image,
+                                    on_wait=lambda: print(f"note: waiting for another fit of {painting.name} to "
+                                                          "finish (it will be reused)", file=sys.stderr),
+                                    on_note=lambda note: print(f"note: {note}", file=sys.stderr))
     finally:
         for bar in bars:
             bar.close()

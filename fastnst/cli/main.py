@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except FastNSTError as err:
-        print(f"error: {describe(err)}", file=sys.stderr)
+        print(f"error: {describe(err, getattr(args, 'flags', None))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--temporal-blend", type=float, default=0.0,
                    help="video: blend each stylized frame with the previous one (0..0.9) to cut flicker")
     add_fit_options(s, prefix="fit-")
-    s.set_defaults(func=cmd_stylize)
+    s.set_defaults(func=cmd_stylize, flags={"steps": "--fit-steps", "lr": "--fit-lr", "photos": "--fit-photos",
+                                            "content_weight": "--fit-content-weight"})
 
     f = sub.add_parser("add-style", help="make a model of any painting in minutes (fits its style onto a "
                        "multi-style model)", description="Fit a painting's style onto a trained multi-style model "
@@ -113,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--name", help="the style's name (default: from the painting's file name)")
     add_fit_options(f)
     f.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
-    f.set_defaults(func=cmd_add_style)
+    # The painting is the positional argument; the base is --to; a painting's pixel limit is not a flag here.
+    f.set_defaults(func=cmd_add_style, flags={"style_image": None, "model": "--to", "max_pixels": None})
 
     m = sub.add_parser("models", help="list the starter models that ship with fastnst")
     m.set_defaults(func=cmd_models)

@@ -65,7 +65,13 @@ def read_painting(path: Path, size: int, max_pixels: int | None = MAX_IMAGE_PIXE
     16 px at ``size`` (the VGG would see nothing of it)."""
     if not path.is_file():
         raise FastNSTError(f"{path}: no such painting file", param=param)
-    image = open_image(path, max_pixels, long_side=size)
+    try:
+        image = open_image(path, max_pixels, long_side=size)
+    except FastNSTError as err:
+        if err.param != "max_pixels":
+            raise
+        raise FastNSTError(f"{err}".split("; raise the limit")[0] + "; a style needs far fewer pixels: scale it "
+                           "down", param=param) from None
     if min(image.size) < min_side:
         raise FastNSTError(f"{path.name} is {image.width}x{image.height}: a painting needs at least "
                            f"{min_side} px on each side to show its brushwork", param=param)

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE = "multistyle"
 PHOTO_DIR = Path(__file__).resolve().parent.parent / "assets" / "photos"  # public-domain / CC0 photos
 MIN_PAINTING_SIDE = 64
+MAX_FIT_STEPS = 100_000  # (γ, β) of one style: far past any gain; bounds a typo's hours
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class FitOptions:
     content_weight: float | None = None  # None: the base model's (its file records the loss it was trained with)
 
     def __post_init__(self) -> None:
-        checks = {"steps": self.steps >= 1, "lr": 0 < self.lr <= 1, "image_size": 32 <= self.image_size <= 1024,
+        checks = {"steps": 1 <= self.steps <= MAX_FIT_STEPS, "lr": 0 < self.lr <= 1,
+                  "image_size": 32 <= self.image_size <= 1024,
                   "batch_size": 1 <= self.batch_size <= 64, "style_size": 64 <= self.style_size <= 2048,
                   "content_weight": self.content_weight is None or 0 <= self.content_weight < 1e6}
         for name, ok in checks.items():
@@ -188,26 +190,29 @@ def add_style(painting: Path, target: Path, base: str | Path = DEFAULT_BASE, opt
 def cached_style(painting: Path, base: str | Path = DEFAULT_BASE, options: FitOptions = FitOptions(),
                  name: str | None = None, on_progress: Callable[[FitProgress, Painter], None] | None = None,
                  cancel: Callable[[], bool] | None = None, folder: Path | None = None,
-                 image: torch.Tensor | None = None, on_wait: Callable[[], None] | None = None) -> tuple[Path, bool]:
+                 image: torch.Tensor | None = None, on_wait: Callable[[], None] | None = None,
+                 on_note: Callable[[str], None] = log.warning) -> tuple[Path, bool]:
     """The model of ``base`` + ``painting``, from the cache or fitted into it; returns (path, was cached).
     Two processes asking for one painting at once: the second waits for the first (``on_wait`` tells it so)
     and reuses its result. An entry that fails its checks (another file planted there, flipped bytes,
     truncation) is fitted again; a cache that cannot be used (a file, read-only, full) costs the reuse,
-    never the fit: the model is then written to a temporary file, with a warning."""
+    never the fit: the model is then written to a temporary file. ``on_note`` hears what the user should know
+    (an entry fitted again, a cache that could not be used)."""
     if not painting.is_file():
         raise FastNSTError(f"{painting}: no such painting file", param="style_image")
     base_path = resolve_model(base)
+    read_metadata(base_path)  # a folder, a missing or a foreign file: one line now, not after hashing or fitting
     key = cache_key(painting, base_path, options, name)
     root = folder or cache_dir() / "fitted"
     target = root / f"{key}.safetensors"
 
     fitted: tuple[StyleNetwork, ModelMeta] | None = None
     try:
-        if _valid_entry(target, base_path):
+        if _valid_entry(target, base_path, on_note):
             return target, True
         root.mkdir(parents=True, exist_ok=True)
         with file_lock(root / "fits.lock", on_wait):  # one lock for the folder: no lock file left per key
-            if _valid_entry(target, base_path):  # fitted by another process while this one waited
+            if _valid_entry(target, base_path, on_note):  # fitted by another process while this one waited
                 return target, True
             fitted = fit_style(painting, base_path, options, name, on_progress, cancel, image)
             save_stylizer(fitted[0], target, fitted[1])
@@ -215,14 +220,14 @@ def cached_style(painting: Path, base: str | Path = DEFAULT_BASE, options: FitOp
             return target, False
     except OSError as err:
         where = Path(tempfile.gettempdir()) / f"fastnst-{key}.safetensors"
-        log.warning("note: the fitted-style cache %s cannot be used (%s); this fit is not kept for next time",
-                    root, err.strerror or err.__class__.__name__)
+        on_note(f"the fitted-style cache {root} cannot be used ({err.strerror or err.__class__.__name__}); this "
+                "fit is not kept for next time")
         if fitted is None:  # else the fit is done and only its entry could not be written: keep it
             fitted = fit_style(painting, base_path, options, name, on_progress, cancel, image)
         return save_stylizer(fitted[0], where, fitted[1]), False
 
 
-def _valid_entry(target: Path, base: Path) -> bool:
+def _valid_entry(target: Path, base: Path, on_note: Callable[[str], None]) -> bool:
     """Whether the entry at ``target`` is the one this cache wrote for ``base``: its content hash matches the
     one written beside it, and it loads as ``base`` grown by one style. A bad entry is removed (and fitted
     again by the caller), with a warning."""
@@ -238,7 +243,7 @@ def _valid_entry(target: Path, base: Path) -> bool:
                 or network.num_styles != len(base_meta.style_names) + 1:
             raise FastNSTError("it is not this base grown by one style")
     except (FastNSTError, OSError) as err:
-        log.warning("note: the cached fit %s is damaged (%s); fitting again", target.name, err)
+        on_note(f"the cached fit {target.name} is damaged ({err}); fitting it again")
         for path in (target, target.with_suffix(".sha256")):
             with contextlib.suppress(OSError):
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)

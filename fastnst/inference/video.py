@@ -168,7 +168,9 @@ def _pipeline(job: _Job) -> VideoReport:
     streams = [s for s in (in_v, in_a if audio_out is not None else None) if s is not None]
     decoded = 0
     pending_audio: list[av.Packet] = []  # the header is written at the first mux: video stream first
-    with write, _Prefetch(_read(inp, streams, src), depth=2 * video.batch_size) as items:
+    # The bar closes however the loop ends (an error, Ctrl-C): the message then starts on a line of its own, and
+    # no stale bar is redrawn after it.
+    with write, _Prefetch(_read(inp, streams, src), depth=2 * video.batch_size) as items, bar:
         for kind, item in items:
             if kind == "audio":
                 pending_audio.append(item)

@@ -83,7 +83,7 @@ OmegaConf.register_new_resolver("fastnst_run_name", run_name, replace=True)
 HYDRA_KEYS = {"root": "data.root", "cache": "data.cache", **{k: f"loss.{k}" for k in loss_keys()},
               "style_name": "style.name", "style_image": "style.image", "ckpt_path": "ckpt_path",
               "styles": "styles", "init_from": "init_from", "init_weights": "init_weights",
-              "schedule": "scheduler",
+              "schedule": "scheduler", "max_steps": "trainer.max_steps",
               "content": "content", "device": "device", "steps": "gatys.steps", "lr": "gatys.lr",
               "init": "gatys.init", "optimizer": "gatys.optimizer", "scales": "gatys.scales"}
 # `lr` of a training run is optimizer.lr, of a Gatys run gatys.lr: the entry point says which.

@@ -133,6 +133,8 @@ class StyleDataModule(L.LightningDataModule):
         if self.cache:
             self._setup_cache(Path(self.cache).expanduser())
             return
+        if self.root is None or not str(self.root).strip():  # `data.root=` would be "." and train on whatever is here
+            raise FastNSTError("root is empty; point it (or $FASTNST_DATA) at a folder of photos", param="root")
         root = Path(str(self.root)).expanduser()
         if not root.is_dir():
             raise FastNSTError(f"root {root} is not a folder; point it (or $FASTNST_DATA) at your photos, "

@@ -134,6 +134,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None) -> Path | None:
                      styles=plan.names if multi else [], style_images=style_images if multi else [])
     if resume is not None:
         check_resumable(resume, meta)
+        _check_steps_ahead(resume, int(cfg.trainer.max_steps))
     hparams = {**meta.to_dict(), "config": OmegaConf.to_container(cfg, resolve=True)}
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = StyleTransferModule(network, loss, instantiate(cfg.optimizer), [image for image, _ in loaded], hparams,
@@ -154,14 +155,27 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None) -> Path | None:
             # The loss network is frozen in eval mode on purpose; Lightning warns about it at every fit.
             warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
-    except (KeyboardInterrupt, SystemExit):
-        # Ctrl-C (Lightning turns it into SystemExit(1)): export what was trained, then exit as interrupted.
+    except KeyboardInterrupt:
         _save_stylizer(module, trainer, datamodule, target, meta, interrupted=True)
-        raise KeyboardInterrupt from None
+        raise
+    except SystemExit as err:
+        _save_stylizer(module, trainer, datamodule, target, meta, interrupted=True)
+        if isinstance(err.__context__, KeyboardInterrupt):  # Ctrl-C, which Lightning turns into SystemExit(1)
+            raise KeyboardInterrupt from None
+        raise
     except Exception:
         _save_stylizer(module, trainer, datamodule, target, meta, interrupted=True)  # never lose the steps trained
         raise
     return _save_stylizer(module, trainer, datamodule, target, meta)
+
+
+def _check_steps_ahead(ckpt: Path, max_steps: int) -> None:
+    """Refuse to resume a checkpoint already at or past ``max_steps``: Lightning would train nothing and the
+    export would replace the newer model saved beside it (at Ctrl-C, or at the checkpoint's own end)."""
+    steps = read_metadata(ckpt).steps or 0
+    if steps >= max_steps:
+        raise FastNSTError(f"{ckpt} is at step {steps}, not before trainer.max_steps={max_steps}; raise "
+                           "trainer.max_steps to train on", param="max_steps")
 
 
 class NetworkPlan(NamedTuple):

@@ -71,9 +71,8 @@ def test_stylize_with_a_style_image_fits_once_then_reuses(tmp_path: Path, base: 
 
 @pytest.mark.parametrize(("painting", "message"), [
     ("notes.txt", "error: notes.txt is not an image Pillow can read"),
-    ("tiny.png", "error: tiny.png is 40x40: a painting needs at least 64 px on each side to show its brushwork "
-                 "(--style-image)"),
-    ("missing.jpg", "error: missing.jpg: no such painting file (--style-image)"),
+    ("tiny.png", "error: tiny.png is 40x40: a painting needs at least 64 px on each side to show its brushwork"),
+    ("missing.jpg", "error: missing.jpg: no such painting file"),  # add-style's painting is positional: no flag
 ])
 def test_bad_paintings_are_one_line_and_exit_2(tmp_path: Path, base: Path, painting: str, message: str,
                                                capsys) -> None:

@@ -49,7 +49,10 @@ class Palette(Term):
 
     name = "palette"
     order = 40
-    keys = {"palette_weight": Key(0.0)}
+    # palette_pool: judge the colours of pool x pool averages of the output, not of single pixels. Pixel by pixel,
+    # the cheapest way for a network to spread its colours like the painting's is a fine pattern of light and
+    # dark (a dither, seen as hatching); averaged, the colours must come in patches.
+    keys = {"palette_weight": Key(0.0), "palette_pool": Key(1.0)}
 
     def set_style(self, styles: list[torch.Tensor], features: list[dict[str, torch.Tensor]]) -> None:
         g = torch.Generator().manual_seed(0)  # the same pixels of each painting (any sizes), every run
@@ -69,6 +72,9 @@ class Palette(Term):
 
     def forward(self, inputs: LossInputs) -> dict[str, torch.Tensor]:
         output = inputs.output
+        pool = int(self.options["palette_pool"])
+        if pool > 1 and min(output.shape[-2:]) >= 2 * pool:
+            output = torch.nn.functional.avg_pool2d(fp32(output), pool)
         targets = style_targets(inputs.style_index, self.targets, len(output))
         pixels, directions = output.flatten(2).transpose(1, 2), self.directions
         if inputs.sample:
