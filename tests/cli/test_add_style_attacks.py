@@ -91,7 +91,8 @@ def test_an_unusable_cache_costs_the_reuse_never_the_fit(tmp_path: Path, base: P
         if os.access(cache / "fitted", os.W_OK):
             pytest.skip("root writes to read-only folders")
     else:
-        assert add_style(painting, "--to", base, "--steps", 2, "--photos", photos, *FAST, "-o", "probe.safetensors") == 0
+        probe = ["-o", "probe.safetensors"]
+        assert add_style(painting, "--to", base, "--steps", 2, "--photos", photos, *FAST, *probe) == 0
         (entry,) = entries(tmp_path)
         blocked = entry if state == "an entry that is a folder" else entry.parent / "fits.lock"
         blocked.unlink()

@@ -357,3 +357,69 @@ def test_cpu_training_has_malloc_keep_freed_memory_unless_told_not_to(style_path
     cfg = compose_train([*tiny_train_overrides(style_path, steps=1), f"keep_freed_memory={keep}"], tmp_path / "r")
     run(cfg)
     assert calls == ([1] if keep else [])
+
+
+def test_an_empty_data_root_is_refused_not_the_checkout(style_path: Path, tmp_path: Path) -> None:
+    # `data.root=` used to train on "." (the checkout's own pictures).
+    cfg = compose_train([*tiny_train_overrides(style_path), "data=images", "data.root="], tmp_path / "run")
+    with pytest.raises(FastNSTError, match="root is empty") as err:
+        run(cfg)
+    assert err.value.param == "root"
+
+
+def test_resuming_below_the_checkpoints_step_keeps_the_newer_model(style_path: Path, tmp_path: Path) -> None:
+    path = run(compose_train(tiny_train_overrides(style_path, steps=4), tmp_path / "a"))
+    before = path.read_bytes()
+    with pytest.raises(FastNSTError, match="is at step 4, not before trainer.max_steps=2") as err:
+        run(compose_train([*tiny_train_overrides(style_path, steps=2), "ckpt_path=last"], tmp_path / "b"))
+    assert err.value.param == "max_steps"
+    assert path.read_bytes() == before
+
+
+def test_only_ctrl_c_is_an_interruption(style_path: Path, tmp_path: Path, monkeypatch) -> None:
+    # A SystemExit of other origin (a library's sys.exit) is not Ctrl-C: it propagates as it is, the steps kept.
+    import lightning.pytorch as pl
+
+    class Exit(pl.Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:  # noqa: ANN001
+            if trainer.global_step == 2:
+                raise SystemExit(3)
+
+    original = pl.Trainer.__init__
+    monkeypatch.setattr(pl.Trainer, "__init__", lambda self, *a, callbacks=None, **k: original(
+        self, *a, callbacks=[*(callbacks or []), Exit()], **k))
+    with pytest.raises(SystemExit) as err:
+        run(compose_train(tiny_train_overrides(style_path, steps=6), tmp_path / "run"))
+    assert err.value.code == 3
+    assert read_metadata(tmp_path / "run" / "starry_night.safetensors").steps == 2
+
+
+def test_a_warm_start_takes_every_weight_and_a_schedule_shapes_the_lr(style_path: Path, tmp_path: Path) -> None:
+    first = run(compose_train(tiny_train_overrides(style_path, steps=2), tmp_path / "a"))
+    cfg = compose_train([*tiny_train_overrides(style_path, steps=1), f"init_weights={first}",
+                         "optimizer.lr=1e-30"], tmp_path / "b")
+    second = run(cfg)  # one step at a negligible rate: the weights are the first run's
+    a, _ = load_network(first)
+    b, meta = load_network(second)
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, msg=name)
+    assert "started from" in meta.description
+    with pytest.raises(FastNSTError, match="this run trains a") as err:  # another network's weights
+        run(compose_train([*tiny_train_overrides(style_path, steps=1), "model=johnson", f"init_weights={first}"],
+                          tmp_path / "c"))
+    assert err.value.param == "init_weights"
+
+
+def test_the_cosine_schedule_warms_up_then_decays() -> None:
+    from fastnst.training.schedule import warmup_cosine
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_cosine(opt, warmup_steps=4, total_steps=14, min_ratio=0.1)
+    lrs = []
+    for _ in range(16):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:], strict=False)) and lrs[14] == pytest.approx(0.1)
+    assert lrs[15] == pytest.approx(0.1)  # resumed past its planned end: stays at the floor
