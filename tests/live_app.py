@@ -71,7 +71,8 @@ def make_clip(path: Path, frames: int = 12, size: tuple[int, int] = (64, 48), au
 class LiveApp:
     """``with LiveApp(models, workdir) as app: app.url``; stops the server and the video worker on exit."""
 
-    def __init__(self, models: list[Path], workdir: Path, fit_options: object = None) -> None:
+    def __init__(self, models: list[Path], workdir: Path, fit_options: object = None,
+                 engine: str | None = "torch") -> None:
         import uvicorn
 
         from fastnst.app.models import ModelBook
@@ -79,7 +80,7 @@ class LiveApp:
 
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
-        self.book = ModelBook(models, workdir, device="cpu", engine="torch")
+        self.book = ModelBook(models, workdir, device="cpu", engine=engine)  # None: what a user gets
         self.sock = listen("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         app = create_app(self.book, workdir, fit_options=fit_options)

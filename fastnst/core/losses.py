@@ -84,6 +84,15 @@ class PerceptualLoss(nn.Module):
             spec.update(term.options)
         return spec
 
+    def __getattr__(self, name: str) -> Any:
+        # A term's key as an attribute (`loss.style_weight`), as before terms were parts.
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in loss_keys() and "terms" in self._modules:
+                return self.option(name)
+            raise
+
     def option(self, key: str) -> Any:
         """One key's value (``style_weight``, ``content_layers``, …)."""
         return self.spec[key]

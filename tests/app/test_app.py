@@ -51,11 +51,14 @@ def test_models_lists_the_given_files_with_their_styles(app: LiveApp) -> None:
 
 def test_a_photo_comes_back_stylized_at_its_size(app: LiveApp, tmp_path: Path) -> None:
     source = photo_bytes(tmp_path)
+    start = time.perf_counter()
     status, body, headers = stylize(app, source)
+    wall_ms = (time.perf_counter() - start) * 1000
     assert status == 200 and headers["content-type"] == "image/jpeg"
     assert Image.open(io.BytesIO(body)).size == (64, 48)
     assert np.abs(pixels(body) - pixels(source)).mean() > 10
-    assert float(headers["x-fastnst-ms"]) >= 0 and headers["x-fastnst-engine"].startswith("torch")
+    # The server's own time is part of the request's, and the engine is the one this app was started with.
+    assert 0 <= float(headers["x-fastnst-ms"]) <= wall_ms and headers["x-fastnst-engine"].startswith("torch")
 
 
 def test_preview_size_and_full_resolution_download(app: LiveApp, tmp_path: Path) -> None:

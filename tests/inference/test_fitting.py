@@ -179,3 +179,19 @@ def test_style_names_come_from_file_names() -> None:
     assert style_name(Path("My Painting (1).jpg")) == "My_Painting_1"
     assert style_name(Path("....jpg")) == "painting"
     assert style_name(Path("Mona-Lisa+x.png")) == "Mona-Lisa+x"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_both_precision_paths_fit_on_every_machine(tmp_path: Path, painting: Path, photos: Path, native: bool,
+                                                   monkeypatch) -> None:
+    # A fit runs in bf16 where the CPU has it natively and fp32 elsewhere: both are run here, whatever this CPU is.
+    from fastnst.inference import fitting
+
+    monkeypatch.setattr(fitting, "native_bf16_cpu", lambda: native)
+    casts = []
+    real = torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: casts.append(k.get("dtype")) or real(*a, **k))
+    net, _ = fit_style(painting, tiny_base(tmp_path / "b.safetensors"), FitOptions(**{**FAST.__dict__,
+                                                                                       "photos": photos}))
+    assert (torch.bfloat16 in casts) == native
+    assert all(torch.isfinite(p).all() for p in net.parameters())

@@ -22,9 +22,10 @@ def model_path(tmp_path: Path) -> Path:
     return tiny_model(tmp_path / "toy.safetensors", residual=2, steps=0)
 
 
-@pytest.fixture
-def stylizer(model_path: Path) -> Stylizer:
-    return Stylizer.from_file(model_path, device="cpu")
+@pytest.fixture(params=["fp32", "bf16"])
+def stylizer(model_path: Path, request) -> Stylizer:
+    # Both precisions on every machine, named: "auto" would test bf16 on some CPUs and fp32 on others.
+    return Stylizer.from_file(model_path, device="cpu", precision=request.param)
 
 
 def test_stylize_returns_an_image_of_the_same_size(stylizer: Stylizer, tmp_path: Path) -> None:
@@ -106,7 +107,7 @@ def test_automatic_tiling_when_memory_is_short(stylizer: Stylizer, monkeypatch) 
 
     calls = []
     monkeypatch.setattr(mod, "available_memory", lambda device: 1000)
-    monkeypatch.setattr(mod, "run_tiled", lambda *a: calls.append(a) or torch.zeros(1, 3, 2000, 40))
+    monkeypatch.setattr(mod, "run_tiled", lambda *a, **k: calls.append(a) or torch.zeros(1, 3, 2000, 40))
     stylizer.stylize_tensor(torch.rand(1, 3, 2000, 40))
     assert calls and calls[0][2] == 1024
     calls.clear()

@@ -41,7 +41,7 @@ def test_a_few_gatys_steps_on_the_default_loss_paint(style: str, tmp_path: Path)
     result = optimize(loss, photo, GatysOptions(steps=10))
     after = loss(result.image, photo)
     assert float(after["style"]) < float(before["style"]) / 3
-    relative_content = float(after["content"]) / loss.content_weight
+    relative_content = float(after["content"]) / loss.option("content_weight")
     assert 0.02 < relative_content < 0.9  # moved from the photo, and not lost
 
 
@@ -49,9 +49,15 @@ def test_a_few_gatys_steps_on_the_default_loss_paint(style: str, tmp_path: Path)
 def test_training_and_gatys_share_each_styles_weights(style: str, tmp_path: Path) -> None:
     """What a style's file says is what both entry points use, on the ImageNet VGG: a Gatys look and a
     trained network's look are judged by one loss."""
+    from omegaconf import OmegaConf
+
+    from conftest import CONF
+
+    own = OmegaConf.load(CONF / "style" / f"{style}.yaml")  # the weights tuned for this painting
     train = compose_train([f"style={style}", f"loss.vgg_weights={IMAGENET_VGG}"], tmp_path)
     gatys = compose_train([f"style={style}", f"loss.vgg_weights={IMAGENET_VGG}"], tmp_path, config_name="optimize")
-    for key in ("content_weight", "style_weight", "tv_weight", "style_layers", "content_layers", "content_norm",
-                "style_norm"):
+    for key in ("content_weight", "style_weight", "tv_weight", "palette_weight"):
+        assert train.loss[key] == gatys.loss[key] == own[key], key
+    for key in ("style_layers", "content_layers", "content_norm", "style_norm", "sw_weight"):
         assert train.loss[key] == gatys.loss[key], key
     assert train.loss.content_norm == "target" and train.loss.style_norm == "target"

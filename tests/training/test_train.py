@@ -423,3 +423,12 @@ def test_the_cosine_schedule_warms_up_then_decays() -> None:
     assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert all(a >= b for a, b in zip(lrs[3:], lrs[4:], strict=False)) and lrs[14] == pytest.approx(0.1)
     assert lrs[15] == pytest.approx(0.1)  # resumed past its planned end: stays at the floor
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
+def test_both_training_precisions_run_on_every_machine(precision: str, style_path: Path, tmp_path: Path) -> None:
+    # The default picks one by the CPU (docs/speed.md); each is forced here, so both are tested everywhere.
+    path = run(compose_train([*tiny_train_overrides(style_path, steps=2), f"trainer.precision={precision}"],
+                             tmp_path / "run"))
+    network, meta = load_network(path)
+    assert meta.steps == 2 and all(torch.isfinite(p).all() for p in network.parameters())
