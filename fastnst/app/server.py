@@ -14,8 +14,8 @@
 
 Options are form fields: ``model``, ``style`` (a name or ``a:0.7,b:0.3``), ``strength``, ``preserve_color``,
 ``size`` (long side in px, or ``full``). Errors are ``{"error": "..."}`` with status 400 (the user's input)
-or 500 (a bug; logged); the server keeps serving. Everything written goes to one temporary folder,
-removed when the app stops.
+or 500 (a bug; logged); the server keeps serving. Uploads and results go to one temporary folder, removed
+when the app stops; fitted styles go to the user's cache (``~/.cache/fastnst/fitted``, shared with the CLI).
 """
 
 from __future__ import annotations
@@ -474,7 +474,8 @@ def _alive(pid: int) -> bool:
 
 def serve(models: list[Path], host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
           engine: str | None = None, fit_options: FitOptions | None = None) -> None:
-    """Run the app until interrupted. Everything it writes lives in one temporary folder, removed at the end."""
+    """Run the app until interrupted. Uploads and results live in one temporary folder, removed at the end; fitted
+    styles are kept in the user's cache (docs/app.md)."""
     import uvicorn
 
     remove_stale_workdirs(Path(tempfile.gettempdir()))

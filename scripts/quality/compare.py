@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import find_images, load_rgb, resize
 from fastnst.core.losses import PerceptualLoss
-from fastnst.core.modelfile import read_metadata
+from fastnst.core.modelfile import read_metadata, resolve_model
 from fastnst.inference.stylizer import Stylizer
 from fastnst.training.gatys import GatysOptions, optimize
 from scripts.common import model_loss, seconds, sync
@@ -86,7 +86,7 @@ def plot(curves: list[list[float]], fast_loss: float, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--model", required=True, help="a model file or a starter model's name")
     parser.add_argument("--content-dir", type=Path, required=True)
     parser.add_argument("--style-image", help="default: the one named in the model file")
     parser.add_argument("--vgg-weights", help="the loss network's weights (default: as the model file names them)")
@@ -103,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         photos = find_images(args.content_dir)[: args.images]
         if not photos:
             raise FastNSTError(f"{args.content_dir}: no images")
-        meta = read_metadata(args.model)
-        stylizer = Stylizer.from_file(args.model, args.device, precision="fp32")
+        model = resolve_model(args.model)
+        meta = read_metadata(model)
+        stylizer = Stylizer.from_file(model, args.device, precision="fp32")
         device = stylizer.device
         changes = {"vgg_weights": args.vgg_weights} if args.vgg_weights else {}
         loss = model_loss(meta, args.style_image, **changes).to(device)
