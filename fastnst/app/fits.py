@@ -28,6 +28,7 @@ from fastnst.core.errors import FastNSTError
 from fastnst.inference.fitting import PHOTO_DIR, FitOptions, read_painting, style_name
 
 ACTIVE = ("starting", "waiting", "running")  # a fit's states before it ends
+LIVE_QUALITY = 85  # JPEG quality of what is shown often and briefly: webcam frames, fit previews
 
 log = logging.getLogger(__name__)
 PREVIEW_EVERY_S = 3.0  # a new preview this often: each costs the fit a forward pass
@@ -209,7 +210,7 @@ def _child(painting: Path, base: Path, options: FitOptions, photo: bytes | None,
         if now - last[0] >= PREVIEW_EVERY_S or p.step == p.steps:
             last[0] = now
             buffer = io.BytesIO()
-            paint(source).save(buffer, format="JPEG", quality=85)
+            paint(source).save(buffer, format="JPEG", quality=LIVE_QUALITY)
             events.put(("preview", buffer.getvalue()))
 
     try:

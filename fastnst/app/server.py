@@ -51,7 +51,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from fastnst.app.fits import StyleFit, StyleFits
+from fastnst.app.fits import LIVE_QUALITY, StyleFit, StyleFits
 from fastnst.app.guard import SameOrigin
 from fastnst.app.jobs import VideoJobs
 from fastnst.app.models import LIVE_STREAMS, ModelBook
@@ -135,8 +135,8 @@ class Handlers:
             gone = threading.Event()
             work = asyncio.ensure_future(run_in_threadpool(
                 stylize_photo, self.book, chosen, data, upload.filename or "photo", gone))
-            # A client that leaves mid-photo (a 110-Mpx image held the lock for 140 s) stops the work
-            # at the next tile, and the next request runs.
+            # A client that leaves mid-photo stops the work at the next tile (a huge image would otherwise hold
+            # the lock for minutes), and the next request runs.
             while not (await asyncio.wait({work}, timeout=DISCONNECT_POLL_S))[0]:
                 if await request.is_disconnected():
                     gone.set()
@@ -304,7 +304,7 @@ class _TooLarge(Exception):
 async def read_form(request: Request, limit: int, max_files: int = 1) -> FormData:
     """The multipart form, refused as soon as more than ``limit`` bytes have arrived: a declared
     Content-Length is checked first, and the bytes are counted as they come, since a chunked upload
-    declares none (uncounted, one spooled 1.27 GB to disk against a 64 MB limit)."""
+    declares none (uncounted, a chunked upload could fill the disk)."""
     length = request.headers.get("content-length", "")
     too_large = f"the upload is over the limit here, {limit // MB} MB"
     if length.isascii() and length.isdigit() and int(length) > limit:
@@ -416,7 +416,7 @@ def stylize_frame(book: ModelBook, chosen: Settings, data: bytes) -> tuple[int, 
     image = decode_image(data, "the webcam frame", WEBCAM_MAX_PIXELS)
     result = book.stylizer(chosen.model, live=True).stylize(image, chosen.options)
     buffer = io.BytesIO()
-    result.convert("RGB").save(buffer, format="JPEG", quality=85)
+    result.convert("RGB").save(buffer, format="JPEG", quality=LIVE_QUALITY)
     return round((time.perf_counter() - start) * 1e6), buffer.getvalue()
 
 

@@ -40,12 +40,18 @@ def native_bf16_cpu() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def bf16_preferred(device: torch.device) -> bool:
+    """The one precision policy of training, fitting and stylizing: bf16 on CUDA and on CPUs that run it natively
+    (AMX, AVX512-BF16); elsewhere it is emulated and slower than fp32 (docs/speed.md)."""
+    return device.type == "cuda" or device.type == "cpu" and native_bf16_cpu()
+
+
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """``auto``: bf16 on CUDA, fp16 on MPS, on the CPU bf16 where it is native and fp32 elsewhere."""
+    """``auto``: bf16 where ``bf16_preferred``, fp16 on MPS, fp32 elsewhere."""
     if precision == "auto":
-        if device.type == "cpu":
-            return torch.bfloat16 if native_bf16_cpu() else torch.float32
-        return {"cuda": torch.bfloat16, "mps": torch.float16}.get(device.type, torch.float32)
+        if bf16_preferred(device):
+            return torch.bfloat16
+        return torch.float16 if device.type == "mps" else torch.float32
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if precision not in dtypes:
         raise FastNSTError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16", param="precision")

@@ -42,7 +42,7 @@ def reflection_pad(x: torch.Tensor, p: int) -> torch.Tensor:
     """``F.pad(x, (p, p, p, p), mode="reflect")`` in the input's dtype, also under autocast (which lists
     the pad as an fp32 op: a bf16 map would be cast up, padded and cast back). Padding only copies values,
     so any dtype is exact. With a gradient, the backward is two interior copies and sums on the border
-    strips (PyTorch's took 3-5x as long on a CPU)."""
+    strips (PyTorch's is slower on a CPU: docs/speed.md)."""
     if p == 0:
         return x
     autocast = x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
@@ -72,8 +72,8 @@ class _ReflectionPad(torch.autograd.Function):
 
 def sample_rows(x: torch.Tensor, count: int) -> torch.Tensor:
     """(N, P, D) -> (N, min(P, count), D): ``count`` rows drawn at random (with replacement), the same for
-    every image; an unbiased stand-in for all of them in a mean over rows (sorting all of a 256 px batch's
-    projections cost a fifth of a training step)."""
+    every image; an unbiased stand-in for all of them in a mean over rows (sorting every pixel's projections
+    is a large part of a training step: docs/speed.md)."""
     if x.shape[1] <= count:
         return x
     return x[:, torch.randint(x.shape[1], (count,), device=x.device)]

@@ -28,7 +28,7 @@ from PIL import Image
 
 from fastnst.core import styles
 from fastnst.core.cache import cache_dir
-from fastnst.core.device import native_bf16_cpu, resolve_device
+from fastnst.core.device import bf16_preferred, resolve_device
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import MAX_IMAGE_PIXELS, find_images, fit_long_side, open_image, to_pil, to_tensor
 from fastnst.core.locks import file_lock
@@ -318,7 +318,7 @@ def _loss(meta: ModelMeta, vgg_weights: str, content_weight: float | None = None
 
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 where it is native (CUDA; CPUs with AMX or AVX512-BF16); fp32 elsewhere."""
-    if device.type == "cuda" or device.type == "cpu" and native_bf16_cpu():
+    if bf16_preferred(device):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -19,7 +19,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fastnst.core.device import keep_freed_memory, native_bf16_cpu
+from fastnst.core.device import bf16_preferred, keep_freed_memory
 from fastnst.core.errors import FastNSTError
 from fastnst.core.locks import try_lock
 from fastnst.core.losses import PerceptualLoss
@@ -56,10 +56,10 @@ def _precision(cfg: DictConfig) -> str:
     other CPUs, where bf16 is emulated and slower than fp32. Logged, so the run says which it chose."""
     if cfg.trainer.get("precision") is not None:
         return str(cfg.trainer.precision)
-    if _on_gpu(cfg):
-        chosen, why = "bf16-mixed", "on CUDA"
-    elif native_bf16_cpu():
-        chosen, why = "bf16-mixed", "this CPU runs bf16 natively (AMX or AVX512-BF16)"
+    device = torch.device("cuda" if _on_gpu(cfg) else "cpu")
+    if bf16_preferred(device):
+        chosen, why = "bf16-mixed", "on CUDA" if device.type == "cuda" else "this CPU runs bf16 natively (AMX or " \
+            "AVX512-BF16)"
     else:
         chosen, why = "32-true", "this CPU has no native bf16"
     log.info("precision %s: %s (set trainer.precision to choose)", chosen, why)

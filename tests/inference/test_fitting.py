@@ -185,9 +185,10 @@ def test_style_names_come_from_file_names() -> None:
 def test_both_precision_paths_fit_on_every_machine(tmp_path: Path, painting: Path, photos: Path, native: bool,
                                                    monkeypatch) -> None:
     # A fit runs in bf16 where the CPU has it natively and fp32 elsewhere: both are run here, whatever this CPU is.
-    from fastnst.inference import fitting
 
-    monkeypatch.setattr(fitting, "native_bf16_cpu", lambda: native)
+    from fastnst.core import device as device_module
+
+    monkeypatch.setattr(device_module, "native_bf16_cpu", lambda: native)
     casts = []
     real = torch.autocast
     monkeypatch.setattr(torch, "autocast", lambda *a, **k: casts.append(k.get("dtype")) or real(*a, **k))

@@ -334,9 +334,10 @@ def test_cpu_training_picks_bf16_only_where_the_cpu_runs_it_natively(style_path:
     """Both kinds of CPU, whichever this one is: bf16-mixed with native bf16, fp32 without, and it says so."""
     import logging
 
+    from fastnst.core import device as device_module
     from fastnst.training import run as run_module
 
-    monkeypatch.setattr(run_module, "native_bf16_cpu", lambda: native)
+    monkeypatch.setattr(device_module, "native_bf16_cpu", lambda: native)
     monkeypatch.setattr(run_module.torch.cuda, "is_available", lambda: False)
     cfg = compose_train(tiny_train_overrides(style_path), tmp_path / "r")
     with caplog.at_level(logging.INFO, logger=run_module.__name__):
