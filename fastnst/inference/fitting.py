@@ -32,7 +32,7 @@ from fastnst.core.device import bf16_preferred, resolve_device
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import MAX_IMAGE_PIXELS, find_images, fit_long_side, open_image, to_pil, to_tensor
 from fastnst.core.locks import file_lock
-from fastnst.core.losses import PerceptualLoss
+from fastnst.core.losses import PerceptualLoss, gram_matrix
 from fastnst.core.modelfile import ModelMeta, load_network, read_metadata, resolve_model, save_stylizer
 from fastnst.core.networks import StyleNetwork
 from fastnst.core.styles import sha256_file
@@ -63,9 +63,11 @@ class FitOptions:
     device: str = "auto"
     seed: int = 0
     content_weight: float | None = None  # None: the base model's (its file records the loss it was trained with)
+    start: str = "mean"  # the new style's first (γ, β): "mean" of the known styles, or "nearest" (by their Grams)
 
     def __post_init__(self) -> None:
         checks = {"steps": 1 <= self.steps <= MAX_FIT_STEPS, "lr": 0 < self.lr <= 1,
+                  "start": self.start in ("mean", "nearest"),
                   "image_size": 32 <= self.image_size <= 1024,
                   "batch_size": 1 <= self.batch_size <= 64, "style_size": 64 <= self.style_size <= 2048,
                   "content_weight": self.content_weight is None or 0 <= self.content_weight < 1e6}
@@ -76,6 +78,7 @@ class FitOptions:
     def recipe(self) -> dict[str, object]:
         """What changes the result (the cache key), as plain values; the device does not."""
         return {"steps": self.steps, "lr": self.lr, "content_weight": self.content_weight,
+                **({"start": self.start} if self.start != "mean" else {}),  # old entries keep their keys
                 "image_size": self.image_size, "batch_size": self.batch_size,
                 "style_size": self.style_size, "seed": self.seed, "vgg_weights": self.vgg_weights,
                 "photos": _folder_digest(self.photos or PHOTO_DIR)}
@@ -144,6 +147,8 @@ def fit_style(painting: Path, base: str | Path = DEFAULT_BASE, options: FitOptio
     grown.train_only_styles([index])
     loss = _loss(meta, options.vgg_weights, options.content_weight).to(device)
     loss.set_style(image.to(device))
+    if options.start == "nearest":
+        _start_near(grown, loss, meta, options.style_size, device)
     photos = training_photos(options.photos, options.image_size)
     trained = [p for p in grown.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trained, lr=options.lr)
@@ -298,6 +303,45 @@ def random_crops(photos: list[torch.Tensor], size: int, batch: int, generator: t
             crop = crop.flip(-1)
         crops.append(crop.clamp(0, 1))
     return torch.cat(crops)
+
+
+@torch.no_grad()
+def _start_near(network: StyleNetwork, loss: PerceptualLoss, meta: ModelMeta, size: int, device: torch.device
+                ) -> list[float]:
+    """Start the new (last) style's (γ, β) at a mix of the known styles' rows, each weighted by how close its
+    painting's Grams are to the new painting's (softmax of minus the relative Gram distance, at a temperature
+    of a quarter of the median distance), so a painting like one the base knows starts near it. Styles whose
+    painting cannot be found (a file on another machine) are left out; with none, the mean start stands."""
+    known = [(i, _style_path(meta.image_of(n))) for i, n in enumerate(meta.style_names)]
+    known = [(i, p) for i, p in known if p is not None]
+    if not known:
+        return []
+    target = {k: loss.style_gram(k)[0] for k in loss.style_layers}
+    distances = []
+    for _, path in known:
+        feats = loss.vgg(styles.read_painting(path, size)[0].to(device), list(loss.style_layers))
+        distances.append(sum(w * float((gram_matrix(feats[k])[0] - target[k]).pow(2).mean() / target[k].pow(2).mean())
+                             for k, w in loss.style_layers.items()))
+    d = torch.tensor(distances)
+    weights = torch.softmax(-d / (0.25 * d.median().clamp_min(1e-8)), dim=0)
+    rows = torch.tensor([i for i, _ in known])
+    for norm in network.norm_layers():
+        for p in (norm.weight, norm.bias):
+            p[-1] = (weights.to(p)[:, None] * p[rows]).sum(dim=0)
+    pairs = zip(known, weights.tolist(), strict=True)
+    log.info("started near %s", ", ".join(f"{meta.style_names[i]} {w:.2f}" for (i, _), w in pairs if w >= 0.05))
+    return weights.tolist()
+
+
+def _style_path(location: str) -> Path | None:
+    """A known style's painting on this machine, or None (a URL is not fetched for this)."""
+    if not location or location.startswith(("http://", "https://")):
+        return None
+    try:
+        path = styles.resolve(location)
+    except FastNSTError:
+        return None
+    return path if path.is_file() else None
 
 
 def fit_loss_keys() -> list[str]:

@@ -41,7 +41,8 @@ def fit(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.copy(args.painting, args.out / args.painting.name)
     options = FitOptions(steps=args.steps, lr=args.lr, image_size=args.image_size, batch_size=args.batch_size,
-                         photos=args.photos, vgg_weights=args.vgg, device="cpu", content_weight=args.content_weight)
+                         photos=args.photos, vgg_weights=args.vgg, device="cpu", content_weight=args.content_weight,
+                         start=args.start)
     snapshots: dict[int, tuple[float, dict[str, torch.Tensor]]] = {}
 
     def keep(progress: FitProgress, painter: Painter) -> None:
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--image-size", type=int, default=FitOptions.image_size)
     f.add_argument("--batch-size", type=int, default=FitOptions.batch_size)
     f.add_argument("--content-weight", type=float, help="instead of the base model's")
+    f.add_argument("--start", default="mean", choices=["mean", "nearest"], help="the new style's first (γ, β)")
     f.add_argument("--out", type=Path, required=True)
     f.set_defaults(func=fit)
     j = sub.add_parser("judge")

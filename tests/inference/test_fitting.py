@@ -196,3 +196,33 @@ def test_both_precision_paths_fit_on_every_machine(tmp_path: Path, painting: Pat
                                                                                        "photos": photos}))
     assert (torch.bfloat16 in casts) == native
     assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_a_fit_can_start_near_the_known_style_its_painting_resembles(tmp_path: Path) -> None:
+    # The new style's first (γ, β) mixes the known styles' rows by how close their paintings' Grams are.
+    from fastnst.core.modelfile import ModelMeta, load_network, save_stylizer
+    from fastnst.inference import fitting
+
+    red, blue = np.zeros((80, 80, 3), np.uint8), np.zeros((80, 80, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 220, 220
+    red[::4] = blue[::4] = 40  # some texture
+    Image.fromarray(red).save(tmp_path / "red.png")
+    Image.fromarray(blue).save(tmp_path / "blue.png")
+    base = tiny_base(tmp_path / "b.safetensors")
+    net, meta = load_network(base)
+    meta = ModelMeta(**{**meta.to_dict(), "style_images": [str(tmp_path / "red.png"), str(tmp_path / "blue.png")]})
+    save_stylizer(net, base, meta)
+    reddish = red.copy()
+    reddish[..., 1] = 30
+    Image.fromarray(reddish).save(tmp_path / "reddish.png")
+    image, _ = read_painting(tmp_path / "reddish.png", 64)
+    grown = net.with_new_style()
+    loss = fitting._loss(meta, "random").eval()
+    loss.set_style(image)
+    weights = fitting._start_near(grown, loss, meta, 64, torch.device("cpu"))
+    assert weights[0] > 0.8 > weights[1]
+    norm = grown.norm_layers()[0]
+    torch.testing.assert_close(norm.weight[2], weights[0] * norm.weight[0] + weights[1] * norm.weight[1])
+    # A painting the base does not know the paintings of (another machine's files): the mean start stands.
+    lost = ModelMeta(**{**meta.to_dict(), "style_images": ["/nowhere/a.png", "https://example.com/b.jpg"]})
+    assert fitting._start_near(net.with_new_style(), loss, lost, 64, torch.device("cpu")) == []
