@@ -308,7 +308,7 @@ async def read_form(request: Request, limit: int, max_files: int = 1) -> FormDat
     length = request.headers.get("content-length", "")
     too_large = f"the upload is over the limit here, {limit // MB} MB"
     if length.isascii() and length.isdigit() and int(length) > limit:
-        raise UploadTooLarge(f"the upload is {int(length) / MB:.0f} MB; the limit here is {limit // MB} MB")
+        raise UploadRefused(f"the upload is {int(length) / MB:.0f} MB; the limit here is {limit // MB} MB")
     received = 0
     receive = request.receive
 
@@ -325,9 +325,9 @@ async def read_form(request: Request, limit: int, max_files: int = 1) -> FormDat
     try:
         form = await bounded.form(max_files=max_files, max_fields=20)
     except _TooLarge:
-        raise UploadTooLarge(too_large) from None
+        raise UploadRefused(too_large) from None
     except (MultiPartException, HTTPException, ValueError, UnicodeDecodeError) as err:  # a malformed body
-        raise FastNSTError(f"could not read the upload ({getattr(err, 'detail', None) or err})") from None
+        raise UploadRefused(f"could not read the upload ({getattr(err, 'detail', None) or err})") from None
     return form
 
 
@@ -420,12 +420,13 @@ def stylize_frame(book: ModelBook, chosen: Settings, data: bytes) -> tuple[int, 
     return round((time.perf_counter() - start) * 1e6), buffer.getvalue()
 
 
-class UploadTooLarge(FastNSTError):
-    """An upload refused at its limit: answered at once, and the connection closed rather than read to the end."""
+class UploadRefused(FastNSTError):
+    """An upload refused while it arrives (over its limit, or malformed): answered at once, and the connection
+    closed rather than read to the end."""
 
 
 async def user_error(request: Request, err: Exception) -> JSONResponse:
-    close = {"Connection": "close"} if isinstance(err, UploadTooLarge) else None
+    close = {"Connection": "close"} if isinstance(err, UploadRefused) else None
     return JSONResponse({"error": str(err)}, status_code=400, headers=close)
 
 

@@ -69,6 +69,46 @@ def test_a_chunked_upload_is_stopped_at_the_limit(app: LiveApp, monkeypatch) -> 
     assert time.monotonic() - start < 30
 
 
+def test_an_endless_chunked_upload_is_answered_and_closed_at_the_limit(app: LiveApp, monkeypatch) -> None:
+    # The reply must come while the client is still sending, and the server must close the connection rather
+    # than read the rest (it used to accept 700 MB before replying).
+    import select
+    import socket
+
+    from fastnst.app import server
+
+    monkeypatch.setattr(server, "MAX_IMAGE_BYTES", 1 << 20)
+    sock = socket.create_connection(("127.0.0.1", port(app)), timeout=30)
+    sock.sendall(b"POST /api/stylize HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nTransfer-Encoding: chunked\r\n"
+                 b"Content-Type: multipart/form-data; boundary=b\r\n\r\n" % port(app))
+    head = b'--b\r\nContent-Disposition: form-data; name="image"; filename="p.png"\r\n\r\n'
+    piece = b"x" * (64 << 10)
+    sock.sendall(b"%x\r\n%s\r\n" % (len(head), head))
+    sent, reply = 0, b""
+    try:
+        while sent < 256 << 20:  # 256 MB at most: far past anything a buffer holds
+            readable, writable, _ = select.select([sock], [sock], [], 5)
+            if readable:
+                reply = sock.recv(65536)
+                break
+            if writable:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                sent += len(piece)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    sock.settimeout(10)
+    while not reply.endswith(b"}"):
+        more = sock.recv(65536)
+        if not more:
+            break
+        reply += more
+    assert reply.startswith(b"HTTP/1.1 400") and b"connection: close" in reply.lower(), reply[:300]
+    assert b"over the limit" in reply
+    assert sent < 64 << 20, f"{sent >> 20} MB were taken before the reply"
+    assert sock.recv(65536) == b""  # closed by the server
+    sock.close()
+
+
 @pytest.mark.parametrize("headers, status", [
     ({"Origin": "http://evil.example"}, 403),
     ({"Origin": "null"}, 403),
