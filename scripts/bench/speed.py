@@ -183,9 +183,10 @@ def fast_train_step(device: torch.device, precision: str, channels_last: bool, c
     loss_conf = OmegaConf.load(ROOT / "conf" / "loss" / "perceptual.yaml")
     style_conf = OmegaConf.load(ROOT / "conf" / "style" / "starry_night.yaml")
     loss = PerceptualLoss.from_spec(
-        "vgg16", "random", dict(loss_conf.content_layers), dict(loss_conf.style_layers), style_conf.content_weight,
-        style_conf.style_weight, style_conf.tv_weight, 0.0, loss_conf.style_norm, loss_conf.content_norm,
-        style_conf.palette_weight)
+        vgg="vgg16", vgg_weights="random", content_layers=dict(loss_conf.content_layers),
+        style_layers=dict(loss_conf.style_layers), content_weight=style_conf.content_weight,
+        style_weight=style_conf.style_weight, tv_weight=style_conf.tv_weight, style_norm=loss_conf.style_norm,
+        content_norm=loss_conf.content_norm, palette_weight=style_conf.palette_weight)
     module = StyleTransferModule(TransformerNet(channels), loss, lambda p: torch.optim.Adam(p, 1e-3), style,
                                  channels_last=channels_last).to(device)
     if compile:
