@@ -267,3 +267,31 @@ def test_a_write_failing_in_the_encoder_thread_stops_the_run_with_one_line(styli
         stylize_video(stylizer, clip, out, progress=False)
     assert list(out.parent.iterdir()) == []
     assert calls[0] is not threading.main_thread()  # encoding ran beside the stylizing, not after it
+
+
+def test_a_failing_clip_closes_its_progress_bar_before_the_error(stylizer: Stylizer, tmp_path: Path, monkeypatch,
+                                                                 capsys) -> None:
+    # The error line used to be glued to the bar, and a stale bar was drawn again after it: the bar must be
+    # closed by the time the error leaves, not whenever the garbage collector gets to it.
+    from fastnst.inference import video
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=12)
+    real, calls, closed = video._EncoderState.push, [], []
+
+    class Bar(video.tqdm):
+        def close(self) -> None:
+            closed.append(self.n)
+            super().close()
+
+    def fails_at_the_fifth_frame(self, *args):  # noqa: ANN001, ANN202
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(video, "tqdm", Bar)
+    monkeypatch.setattr(video._EncoderState, "push", fails_at_the_fifth_frame)
+    with pytest.raises(KeyboardInterrupt) as info:  # holds the frames: no collector closes the bar for us
+        stylize_video(stylizer, clip, tmp_path / "out.mp4", progress=True)
+    assert info.value is not None and closed == [4]
+    assert capsys.readouterr().err.endswith("\n")  # what is printed next starts on a line of its own
