@@ -118,3 +118,13 @@ def make_clip(path: Path, size: tuple[int, int] = (64, 48), frames: int = 12, fp
             for p in a.encode(None):
                 out.mux(p)
     return path
+
+
+FAST_FIT = ["--vgg-weights", "random", "--device", "cpu"]  # a fit in a second: the seeded random VGG, the CPU
+
+
+def add_style(*args: object) -> int:
+    """``fastnst add-style ARGS`` in-process; its exit code."""
+    from fastnst.cli.main import main
+
+    return main(["add-style", *map(str, args)])

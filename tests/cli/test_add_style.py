@@ -11,31 +11,8 @@ from fastnst.cli.main import main
 from fastnst.core.modelfile import read_metadata
 
 from conftest import make_image
-from samples import tiny_base
-
-FAST = ["--vgg-weights", "random", "--device", "cpu"]
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("FASTNST_CACHE", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def base(tmp_path: Path) -> Path:
-    return tiny_base(tmp_path / "base.safetensors")
-
-
-@pytest.fixture
-def photos(tmp_path: Path) -> Path:
-    for i in range(2):
-        make_image(tmp_path / "photos" / f"p{i}.png", (64, 48), seed=i)
-    return tmp_path / "photos"
-
-
-def add_style(*args: object) -> int:
-    return main(["add-style", *map(str, args)])
+from samples import FAST_FIT as FAST
+from samples import add_style
 
 
 def test_add_style_writes_a_model_that_stylizes_by_its_new_style(tmp_path: Path, base: Path, photos: Path,
@@ -54,6 +31,8 @@ def test_add_style_writes_a_model_that_stylizes_by_its_new_style(tmp_path: Path,
     assert "fitted" not in capsys.readouterr().err
     assert add_style(painting, "--to", base, "--steps", 2, "--photos", photos, *FAST) == 2
     assert "sunset.safetensors exists; not overwriting it (--overwrite replaces it)" in capsys.readouterr().err
+
+pytestmark = pytest.mark.usefixtures("fit_cache")
 
 
 def test_stylize_with_a_style_image_fits_once_then_reuses(tmp_path: Path, base: Path, photos: Path, capsys) -> None:

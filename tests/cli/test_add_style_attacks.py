@@ -16,36 +16,15 @@ from fastnst.cli.main import main
 from fastnst.core.modelfile import load_network, read_metadata
 
 from conftest import make_image
-from samples import tiny_base, tiny_model
-
-FAST = ["--vgg-weights", "random", "--device", "cpu"]
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("FASTNST_CACHE", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def base(tmp_path: Path) -> Path:
-    return tiny_base(tmp_path / "base.safetensors")
-
-
-@pytest.fixture
-def photos(tmp_path: Path) -> Path:
-    for i in range(2):
-        make_image(tmp_path / "photos" / f"p{i}.png", (64, 48), seed=i)
-    return tmp_path / "photos"
+from samples import FAST_FIT as FAST
+from samples import add_style, tiny_model
 
 
 @pytest.fixture
 def painting(tmp_path: Path) -> Path:
     return make_image(tmp_path / "sunset.png", (96, 72), seed=5)
 
-
-def add_style(*args: object) -> int:
-    return main(["add-style", *map(str, args)])
+pytestmark = pytest.mark.usefixtures("fit_cache")
 
 
 def one_error(capsys) -> str:
