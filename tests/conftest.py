@@ -31,6 +31,29 @@ def style_path(tmp_path: Path) -> Path:
     return make_image(tmp_path / "style.jpg", (64, 48), seed=99)
 
 
+@pytest.fixture
+def fit_cache(tmp_path: Path, monkeypatch) -> None:
+    """For the painting-fitting commands: a cache of the test's own, and its folder as the working one."""
+    monkeypatch.setenv("FASTNST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    """A tiny two-style base model to fit paintings onto."""
+    from samples import tiny_base
+
+    return tiny_base(tmp_path / "base.safetensors")
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """Two small photos to fit on."""
+    for i in range(2):
+        make_image(tmp_path / "photos" / f"p{i}.png", (64, 48), seed=i)
+    return tmp_path / "photos"
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
