@@ -127,8 +127,10 @@ def _restart_model(spec: dict[str, Any], out: Path) -> tuple[Path | None, int]:
     if kept:
         return kept[-1], int(kept[-1].stem[4:])
     packed = spec.get("restart_from")
-    if packed and resolve_model(packed).is_file():
-        return resolve_model(packed), int(spec.get("restart_steps", 0))
+    if packed:
+        path = Path(packed) if Path(packed).is_absolute() or not (ROOT / packed).is_file() else ROOT / packed
+        if resolve_model(path).is_file():
+            return resolve_model(path), int(spec.get("restart_steps", 0))
     return None, 0
 
 
