@@ -35,6 +35,7 @@ from fastnst.core.modelfile import read_metadata, resolve_model, starter_models
 from fastnst.inference.stylizer import Stylizer
 from scripts.common import model_loss
 from scripts.data.train_starters import pack
+from scripts.quality.study import heldout_losses
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = Path(__file__).with_name("campaign.yaml")
@@ -165,16 +166,10 @@ def _judge(plan: dict[str, Any], spec: dict[str, Any], out: Path, milestone: int
 
 
 def _heldout(model: Path, loss: torch.nn.Module, photos: list[Path], size: int) -> dict[str, float]:
-    """Mean loss terms over the photos at a long side of ``size`` px (fp32, PyTorch engine)."""
+    """Mean loss terms over the photos (fp32, PyTorch engine), as scripts/quality/study.py measures them."""
     stylizer = Stylizer.from_file(model, device="cpu", precision="fp32", engine="torch")
-    sums: dict[str, float] = {}
-    for photo in photos:
-        x = fit_long_side(load_rgb(photo), size)
-        terms = loss(stylizer.network(x).clamp(0, 1), x)
-        for k in ("total", "content", "style", "palette"):
-            if k in terms:
-                sums[k] = sums.get(k, 0.0) + float(terms[k]) / len(photos)
-    return {k: round(v, 4) for k, v in sums.items()}
+    means = heldout_losses(stylizer, loss, photos, size)
+    return {k: round(means[k], 4) for k in ("total", "content", "style", "palette") if k in means}
 
 
 def _strip(model: Path, photos: list[Path], target: Path, size: int = 512) -> None:

@@ -32,6 +32,17 @@ def fine_detail(x: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+def heldout_losses(stylizer: Stylizer, loss: torch.nn.Module, photos: list[Path], size: int) -> dict[str, float]:
+    """Each loss term's mean over ``photos`` at a long side of ``size`` px (the campaign's milestones use it too)."""
+    terms: dict[str, list[float]] = {}
+    for photo in photos:
+        x = fit_long_side(load_rgb(photo), size)
+        for k, v in loss(stylizer.network(x).clamp(0, 1), x).items():
+            terms.setdefault(k, []).append(float(v))
+    return {k: statistics.mean(v) for k, v in terms.items()}
+
+
+@torch.no_grad()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", required=True, help="comma-separated model files or starter names")
@@ -48,16 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|")
     for name in args.models.split(","):
         stylizer = Stylizer.from_file(resolve_model(name), device="cpu", precision="fp32", engine="torch")
-        terms: dict[str, list[float]] = {}
+        mean = heldout_losses(stylizer, loss, photos, args.size)
         hatch = []
         for photo in photos:
-            image = load_rgb(photo)
-            x = fit_long_side(image, args.size)
-            for k, v in loss(stylizer.network(x).clamp(0, 1), x).items():
-                terms.setdefault(k, []).append(float(v))
-            big = fit_long_side(image, args.hatch_size)
+            big = fit_long_side(load_rgb(photo), args.hatch_size)
             hatch.append(fine_detail(stylizer.network(big).clamp(0, 1)) / max(fine_detail(big), 1e-8))
-        mean = {k: statistics.mean(v) for k, v in terms.items()}
         print(f"| {Path(name).parent.name or name} | {mean['total']:.3f} | {mean['content']:.3f} | "
               f"{mean['style']:.3f} | {mean.get('palette', 0):.4f} | {statistics.geometric_mean(hatch):.2f} |",
               flush=True)
