@@ -25,7 +25,6 @@ import dataclasses
 import io
 import json
 import logging
-import os
 import shutil
 import socket
 import struct
@@ -58,6 +57,7 @@ from fastnst.app.models import LIVE_STREAMS, ModelBook
 from fastnst.core.device import resolve_device
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import MAX_IMAGE_PIXELS, decode_image
+from fastnst.core.locks import try_lock
 from fastnst.inference.engines import openvino_available
 from fastnst.inference.fitting import FitOptions
 from fastnst.inference.stylizer import StylizeOptions
@@ -75,7 +75,9 @@ PREVIEW_QUALITY = 90
 DEFAULT_MODEL = "starry_night"
 MAX_FIT_STEPS = 5000
 FIT_BASE = "multistyle"  # what "Add a style" grows unless the page names another model
-WORKDIR_PREFIX = "fastnst-app-"  # + process id + "-": a killed app's folder is recognised and removed
+WORKDIR_PREFIX = "fastnst-app-"  # a killed app's folder is recognised by this and its free lock, and removed
+WORKDIR_LOCK = ".in-use"  # held by the app for its lifetime (core/locks.py): the OS frees it when the app dies
+UNLOCKED_GRACE_S = 60  # a folder with no lock file this old is no app's: one locks its folder as it makes it
 
 
 @dataclass(frozen=True)
@@ -451,25 +453,25 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def remove_stale_workdirs(root: Path) -> list[Path]:
-    """Remove the folders of apps that were killed (``kill -9`` skips the clean-up): each folder's name
-    carries its app's process id; a folder whose process is gone is removed. Returns what was removed."""
+    """Remove the folders of apps that were killed (``kill -9`` skips the clean-up): a running app holds the
+    lock in its folder, so a folder whose lock is free is an ended app's. Returns what was removed."""
     removed = []
-    for folder in root.glob(f"{WORKDIR_PREFIX}*-*"):
-        pid = folder.name.removeprefix(WORKDIR_PREFIX).split("-", 1)[0]
-        if not pid.isdigit() or not folder.is_dir() or _alive(int(pid)):
+    for folder in root.glob(f"{WORKDIR_PREFIX}*"):
+        if not folder.is_dir() or not _abandoned(folder):
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
     return removed
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _abandoned(folder: Path) -> bool:
+    lock_file = folder / WORKDIR_LOCK
+    if not lock_file.exists():  # being made just now, or left by a version that kept no lock
+        return time.time() - folder.stat().st_mtime > UNLOCKED_GRACE_S
+    lock = try_lock(lock_file)
+    if lock is None:
         return False
-    except OSError:  # exists, owned by someone else
-        return True
+    lock.release()
     return True
 
 
@@ -482,8 +484,9 @@ def serve(models: list[Path], host: str = "127.0.0.1", port: int = 8000, device:
     remove_stale_workdirs(Path(tempfile.gettempdir()))
     # Starlette spools uploads over 1 MB to anonymous temporary files (unlinked when made): nothing to
     # clean there, so the process-wide tempfile.tempdir is left alone.
-    with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=WORKDIR_PREFIX) as tmp:
         workdir = Path(tmp)
+        in_use = try_lock(workdir / WORKDIR_LOCK)  # released by the OS if this process is killed
         resolve_device(device)  # an unavailable device or engine fails the start, not the first photo
         if engine == "openvino" and not openvino_available():
             raise FastNSTError("the openvino engine is not installed (pip install openvino)", param="engine")
@@ -502,3 +505,5 @@ def serve(models: list[Path], host: str = "127.0.0.1", port: int = 8000, device:
         except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its graceful shutdown: a normal end
             pass
         print("fastnst app: stopped", flush=True)
+        if in_use is not None:
+            in_use.release()

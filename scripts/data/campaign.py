@@ -73,7 +73,7 @@ def run_campaign(plan: dict[str, Any], runs: list[dict[str, Any]], out: Path) ->
     signal.signal(signal.SIGINT, on_signal)
     for milestone in plan["milestones"]:
         for spec in runs:
-            if milestone > spec["steps"] or _reached(out, spec["name"], milestone):
+            if milestone > spec["steps"] or _reached(spec, out, milestone):
                 continue
             if stop["now"] or not _train(plan, spec, out, milestone, stop):
                 _log(out, f"{spec['name']}: stopped before step {milestone}; `run` again resumes it")
@@ -135,8 +135,14 @@ def _restart_model(spec: dict[str, Any], out: Path) -> tuple[Path | None, int]:
     return None, 0
 
 
-def _reached(out: Path, name: str, milestone: int) -> bool:
-    return (out / name / "models" / f"step{milestone}.safetensors").is_file()
+def _reached(spec: dict[str, Any], out: Path, milestone: int) -> bool:
+    """Whether the run is past `milestone`: its model was kept there, or (on a machine without its
+    checkpoint) the weights it restarts from were trained further than that."""
+    if (out / spec["name"] / "models" / f"step{milestone}.safetensors").is_file():
+        return True
+    if (out / spec["name"] / "checkpoints" / "last.ckpt").is_file():
+        return False
+    return milestone <= _restart_model(spec, out)[1]
 
 
 @torch.no_grad()

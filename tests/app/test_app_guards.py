@@ -175,18 +175,32 @@ def test_a_full_queue_whose_reader_died_does_not_block() -> None:
 
 
 def test_a_killed_apps_folder_is_removed_at_the_next_start(tmp_path: Path) -> None:
-    from fastnst.app.server import WORKDIR_PREFIX, remove_stale_workdirs
+    """A running app holds the lock in its folder; a killed one's lock is free and its folder goes."""
+    from fastnst.app.server import WORKDIR_LOCK, WORKDIR_PREFIX, remove_stale_workdirs
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f"{WORKDIR_PREFIX}{dead.stdout.strip()}-abc"
+    stale = tmp_path / f"{WORKDIR_PREFIX}killed"
     (stale / "spool").mkdir(parents=True)
     (stale / "spool" / "upload").write_bytes(b"x" * 100)
-    running = tmp_path / f"{WORKDIR_PREFIX}{os.getpid()}-def"
+    (stale / WORKDIR_LOCK).touch()
+    running = tmp_path / f"{WORKDIR_PREFIX}running"
     running.mkdir()
-    other = tmp_path / "fastnst-app-notapid"
-    other.mkdir()
-    assert remove_stale_workdirs(tmp_path) == [stale]
-    assert not stale.exists() and running.is_dir() and other.is_dir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, filelock; l = filelock.FileLock(sys.argv[1]); "
+                               "l.acquire(); print('held', flush=True); sys.stdin.read()", str(running / WORKDIR_LOCK)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        just_made = tmp_path / f"{WORKDIR_PREFIX}starting"  # no lock file yet: an app that is starting
+        just_made.mkdir()
+        old = tmp_path / f"{WORKDIR_PREFIX}old"  # no lock file for an hour: no app's
+        old.mkdir()
+        os.utime(old, (time.time() - 3600, time.time() - 3600))
+        other = tmp_path / "someone-else"
+        other.mkdir()
+        assert sorted(remove_stale_workdirs(tmp_path)) == sorted([stale, old])
+        assert not stale.exists() and running.is_dir() and just_made.is_dir() and other.is_dir()
+    finally:
+        holder.communicate("")
+    assert remove_stale_workdirs(tmp_path) == [running]  # its holder has ended
 
 
 def test_handlers_can_be_called_without_a_server(tmp_path: Path) -> None:
