@@ -58,3 +58,15 @@ def test_a_campaign_runs_in_stages_survives_a_lost_checkpoint_and_packs(plan: Pa
     assert campaign.main(["pack", "toy", "--plan", str(plan)]) == 0
     assert read_metadata(tmp_path / "pack" / "starry_night.safetensors").loss["vgg_weights"] == "random"
     assert campaign.main(["pack", "nope", "--plan", str(plan)]) == 2
+
+    # Another machine, with only the committed restart point (6 steps in): milestones 2-6 are behind it.
+    committed = tmp_path / "committed.safetensors"
+    committed.write_bytes((out / "toy" / "models" / "step6.safetensors").read_bytes())
+    spec["out"] = str(tmp_path / "out2")
+    spec["milestones"], spec["runs"][0]["steps"] = [2, 4, 6, 8], 8
+    spec["runs"][0].update(restart_from=str(committed), restart_steps=6)
+    plan.write_text(yaml.safe_dump(spec))
+    assert campaign.main(["run", "--plan", str(plan)]) == 0
+    records = [json.loads(line) for line in (tmp_path / "out2" / "progress.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [8]
+    assert read_metadata(tmp_path / "out2" / "toy" / "models" / "step8.safetensors").steps == 2
