@@ -88,7 +88,7 @@ def _train(plan: dict[str, Any], spec: dict[str, Any], out: Path, milestone: int
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     restart, offset = (None, 0) if ckpt.is_file() else _restart_model(spec, out)
     # A restart from weights is a new run of the remaining steps (with a fresh optimizer and a new warm-up).
-    cmd = [sys.executable, "train.py", f"style={spec['style']}", f"data.root={plan['data']}",
+    cmd = [sys.executable, "train.py", *_style_args(spec), f"data.root={plan['data']}",
            f"loss.vgg_weights={plan['vgg_weights']}", "trainer=cpu", f"trainer.max_steps={milestone - offset}",
            f"scheduler.total_steps={spec['steps'] - offset}" if _has_scheduler(spec) else None,
            "trainer.enable_progress_bar=false", f"checkpoint_every_n_steps={plan['checkpoint_every']}",
@@ -114,6 +114,18 @@ def _train(plan: dict[str, Any], spec: dict[str, Any], out: Path, milestone: int
             time.sleep(2)
     _log(out, f"{spec['name']}: train.py exited {proc.returncode} after {time.time() - start:.0f} s")
     return proc.returncode == 0
+
+
+def _style_args(spec: dict[str, Any]) -> list[str]:
+    """One style (``style``), or one network for several (``styles``: conf/style names or painting paths),
+    named after the run."""
+    if "styles" in spec:
+        return [f"styles=[{','.join(str(s) for s in spec['styles'])}]", f"name={spec['name']}"]
+    return [f"style={spec['style']}"]
+
+
+def _model_name(spec: dict[str, Any]) -> str:
+    return spec["name"] if "styles" in spec else spec["style"]
 
 
 def _has_scheduler(spec: dict[str, Any]) -> bool:
@@ -150,18 +162,21 @@ def _judge(plan: dict[str, Any], spec: dict[str, Any], out: Path, milestone: int
     """Keep the milestone's model, score it and the shipped starter with the run's loss on the held-out
     photos, and write a picture strip."""
     run_dir = out / spec["name"]
-    exported = run_dir / f"{spec['style']}.safetensors"
+    exported = run_dir / f"{_model_name(spec)}.safetensors"
     kept = run_dir / "models" / f"step{milestone}.safetensors"
     kept.parent.mkdir(parents=True, exist_ok=True)
     kept.write_bytes(exported.read_bytes())
     meta = read_metadata(kept)
-    loss = model_loss(meta, vgg_weights=plan["vgg_weights"])
     photos = find_images(ROOT / plan["content"])
-    shipped = starter_models().get(spec["style"])
-    scores = {"candidate": _heldout(kept, loss, photos, plan["heldout_size"])}
-    if shipped is not None:
-        scores["shipped"] = _heldout(shipped, loss, photos, plan["heldout_size"])
     shown = [ROOT / plan["content"] / n for n in plan.get("strip_photos", [])] or photos[:3]
+    if "styles" in spec:
+        scores = {"candidate": _heldout_styles(kept, plan, shown)}
+    else:
+        loss = model_loss(meta, vgg_weights=plan["vgg_weights"])
+        shipped = starter_models().get(spec["style"])
+        scores = {"candidate": _heldout(kept, loss, photos, plan["heldout_size"])}
+        if shipped is not None:
+            scores["shipped"] = _heldout(shipped, loss, photos, plan["heldout_size"])
     _strip(kept, shown, run_dir / "strips" / f"step{milestone}.jpg")
     record = {"run": spec["name"], "step": milestone, "time": time.strftime("%Y-%m-%d %H:%M"), **scores}
     with open(out / "progress.jsonl", "a") as f:
@@ -178,12 +193,31 @@ def _heldout(model: Path, loss: torch.nn.Module, photos: list[Path], size: int) 
     return {k: round(means[k], 4) for k in ("total", "content", "style", "palette") if k in means}
 
 
+def _heldout_styles(model: Path, plan: dict[str, Any], photos: list[Path]) -> dict[str, float]:
+    """A multi-style network: each style under its own loss on the strip's photos, averaged over the styles
+    (how well the shared convolutions serve them all; a base's real test is fitting paintings it never saw,
+    scripts/quality/fit_experiment.py)."""
+    meta = read_metadata(model)
+    stylizer = Stylizer.from_file(model, device="cpu", precision="fp32", engine="torch")
+    sums: dict[str, float] = {}
+    for index, name in enumerate(meta.style_names):
+        loss = model_loss(meta, style_image=meta.image_of(name), vgg_weights=plan["vgg_weights"])
+        for k, v in heldout_losses(stylizer, loss, photos, plan["heldout_size"], style=index).items():
+            sums[k] = sums.get(k, 0.0) + v / len(meta.style_names)
+    return {k: round(sums[k], 4) for k in ("total", "content", "style", "palette") if k in sums}
+
+
 def _strip(model: Path, photos: list[Path], target: Path, size: int = 512) -> None:
     stylizer = Stylizer.from_file(model, device="cpu", precision="fp32", engine="torch")
-    tiles = []
-    for photo in photos:
+    network, tiles = stylizer.network, []
+    for j, photo in enumerate(photos):
         x = fit_long_side(load_rgb(photo), size)
-        tiles.append(to_pil(stylizer.network(x).clamp(0, 1)))
+        if network.num_styles > 1:  # a multi-style network: styles spread over the photos
+            style = torch.nn.functional.one_hot(torch.tensor(j * network.num_styles // len(photos)),
+                                                network.num_styles).float()[None]
+            tiles.append(to_pil(network(x, style).clamp(0, 1)))
+        else:
+            tiles.append(to_pil(network(x).clamp(0, 1)))
     sheet = Image.new("RGB", (sum(t.width for t in tiles), max(t.height for t in tiles)), "white")
     left = 0
     for tile in tiles:
@@ -219,7 +253,8 @@ def pack_run(plan: dict[str, Any], out: Path, name: str, step: int | None) -> in
         print(f"error: {name} has no model at {'any milestone' if step is None else f'step {step}'}", file=sys.stderr)
         return 2
     vgg = Path(plan["vgg_weights"])
-    print(pack(spec["style"], chosen[-1], vgg.name if vgg.is_file() else str(vgg), Path(plan["pack_dir"])))
+    vgg_name = vgg.name if vgg.is_file() else str(vgg)
+    print(pack(spec.get("pack_as", _model_name(spec)), chosen[-1], vgg_name, Path(plan["pack_dir"])))
     return 0
 
 

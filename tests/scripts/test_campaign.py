@@ -70,3 +70,23 @@ def test_a_campaign_runs_in_stages_survives_a_lost_checkpoint_and_packs(plan: Pa
     records = [json.loads(line) for line in (tmp_path / "out2" / "progress.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [8]
     assert read_metadata(tmp_path / "out2" / "toy" / "models" / "step8.safetensors").steps == 2
+
+
+def test_a_campaign_trains_one_network_for_several_paintings(plan: Path, tmp_path: Path) -> None:
+    """The joint base (issue 31): a run of ``styles``, judged style by style, its strip spread over them."""
+    make_image(tmp_path / "painting.png", (64, 64), seed=9)
+    spec = yaml.safe_load(plan.read_text())
+    spec["milestones"] = [2]
+    spec["runs"] = [{**spec["runs"][0], "name": "base", "steps": 2, "pack_as": "joint",
+                     "styles": ["starry_night", str(tmp_path / "painting.png")]}]
+    del spec["runs"][0]["style"]
+    plan.write_text(yaml.safe_dump(spec))
+    assert campaign.main(["run", "--plan", str(plan)]) == 0
+    out = tmp_path / "out"
+    meta = read_metadata(out / "base" / "models" / "step2.safetensors")
+    assert meta.style_names == ["starry_night", "painting"] and meta.steps == 2
+    record = json.loads((out / "progress.jsonl").read_text())
+    assert record["candidate"]["total"] > 0 and "shipped" not in record
+    assert (out / "base" / "strips" / "step2.jpg").is_file()
+    assert campaign.main(["pack", "base", "--plan", str(plan)]) == 0
+    assert read_metadata(tmp_path / "pack" / "joint.safetensors").style_names == ["starry_night", "painting"]
