@@ -28,6 +28,7 @@ from PIL import Image
 
 from fastnst.core import styles
 from fastnst.core.cache import cache_dir
+from fastnst.core.crops import random_crop
 from fastnst.core.device import bf16_preferred, resolve_device
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import MAX_IMAGE_PIXELS, find_images, fit_long_side, open_image, to_pil, to_tensor
@@ -270,7 +271,7 @@ def _weights_digest(weights: str) -> str:
 
 
 def training_photos(folder: Path | None, size: int) -> list[torch.Tensor]:
-    """The photos crops are drawn from, each resized so its short side is 1.5x the crop (room for scale)."""
+    """The photos crops are drawn from, each resized so its short side is 1.5x the crop (crops take 2/3 to all of it)."""
     if folder is not None and not folder.is_dir():
         raise FastNSTError(f"{folder}: no such folder of photos", param="photos")
     files = find_images(folder or PHOTO_DIR)
@@ -289,20 +290,9 @@ def training_photos(folder: Path | None, size: int) -> list[torch.Tensor]:
 
 
 def random_crops(photos: list[torch.Tensor], size: int, batch: int, generator: torch.Generator) -> torch.Tensor:
-    """``batch`` random square crops (random photo, scale 1/1.5-1 of the short side, position, mirror)."""
-    crops = []
-    for _ in range(batch):
-        x = photos[int(torch.randint(len(photos), (1,), generator=generator))]
-        h, w = x.shape[-2:]
-        side = int(torch.randint(size, min(h, w) + 1, (1,), generator=generator))
-        top = int(torch.randint(h - side + 1, (1,), generator=generator))
-        left = int(torch.randint(w - side + 1, (1,), generator=generator))
-        crop = torch.nn.functional.interpolate(x[..., top:top + side, left:left + side], size=(size, size),
-                                               mode="bilinear", antialias=True, align_corners=False)
-        if torch.rand(1, generator=generator) < 0.5:
-            crop = crop.flip(-1)
-        crops.append(crop.clamp(0, 1))
-    return torch.cat(crops)
+    """``batch`` random crops of random photos, drawn as training draws them (``core/crops.py``)."""
+    picks = torch.randint(len(photos), (batch,), generator=generator).tolist()
+    return torch.stack([random_crop(photos[i][0], size, generator=generator) for i in picks])
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """Training data: any folder of photos (COCO train2014 by default), or generated images.
 
-Training crops are shuffled random-resized crops; a few fixed held-out images, centre-cropped,
-serve validation (losses and the sample grid in TensorBoard).
+Training crops are shuffled random crops (``core/crops.py``, the same the style fitter draws); a few fixed
+held-out images, centre-cropped, serve validation (losses and the sample grid in TensorBoard).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
 
+from fastnst.core.crops import centre_crop, random_crop
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import find_images, open_image, to_tensor
 
@@ -29,13 +29,7 @@ class ImageFiles(Dataset):
     replaced by the next readable one, so one bad JPEG never stops a run hours in."""
 
     def __init__(self, files: list[Path], image_size: int, train: bool) -> None:
-        self.files = files
-        if train:
-            # Scale range keeps most crops near whole-photo content, as Johnson's resized COCO images.
-            self.transform = v2.Compose([v2.RandomResizedCrop(image_size, scale=(0.25, 1.0), antialias=True),
-                                         v2.RandomHorizontalFlip()])
-        else:
-            self.transform = v2.Compose([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)])
+        self.files, self.image_size, self.train = files, image_size, train
         self.skipped = multiprocessing.Value("i", 0)  # shared with worker processes
 
     def __len__(self) -> int:
@@ -46,7 +40,7 @@ class ImageFiles(Dataset):
             path = self.files[(index + attempt) % len(self.files)]
             try:
                 # to_tensor first: it scales 16-bit images by their own range (Pillow's RGB clips them).
-                return self.transform(to_tensor(open_image(path))[0]).clamp(0, 1)
+                return _crop(to_tensor(open_image(path))[0], self.image_size, self.train)
             except (FastNSTError, OSError) as err:
                 with self.skipped.get_lock():
                     self.skipped.value += 1
@@ -71,16 +65,11 @@ class CachedImages(Dataset):
             self.array = np.load(self.path, mmap_mode="r")
         # A copy: the memmap is read-only, and torch wants writable memory.
         img = torch.from_numpy(np.array(self.array[self.indices[index]])).permute(2, 0, 1)
-        s, size = self.image_size, img.shape[-1]
-        if self.train:
-            top, left = (int(v) for v in torch.randint(0, size - s + 1, (2,)))
-            img = img[:, top:top + s, left:left + s]
-            if torch.rand(()) < 0.5:
-                img = img.flip(-1)
-        else:
-            o = (size - s) // 2
-            img = img[:, o:o + s, o:o + s]
-        return img.float() / 255
+        return _crop(img.float() / 255, self.image_size, self.train)
+
+
+def _crop(image: torch.Tensor, size: int, train: bool) -> torch.Tensor:
+    return random_crop(image, size) if train else centre_crop(image, size)
 
 
 class SyntheticImages(Dataset):

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import torch
-from torchvision.transforms import v2
 from torchvision.utils import make_grid
 
+from fastnst.core.crops import random_crop
 from fastnst.core.images import find_images, fit_long_side, load_rgb, resize, to_pil
 from fastnst.core.losses import PerceptualLoss
 from fastnst.core.styles import load_style
@@ -90,14 +90,14 @@ def main(argv: list[str] | None = None) -> None:
     loss.set_style(style)
     base = TransformerNet(a.channels, output="raw" if a.output != "sigmoid" else "sigmoid")
     net = Residual(base) if a.output == "residual" else base
-    crops = v2.Compose([v2.RandomResizedCrop(a.size, scale=(0.25, 1.0), antialias=True), v2.RandomHorizontalFlip()])
-    photos = [(load_rgb(f)[0] * 255).to(torch.uint8) for f in find_images(a.data)]
+    photos = [load_rgb(f)[0] for f in find_images(a.data)]
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
     g = torch.Generator().manual_seed(0)
     record: dict[str, list] = {"train": [], "eval": []}
     start = time.time()
     for step in range(1, a.steps + 1):
-        x = torch.stack([crops(photos[i]).float() / 255 for i in torch.randint(len(photos), (a.batch,), generator=g)])
+        x = torch.stack([random_crop(photos[i], a.size, generator=g)
+                         for i in torch.randint(len(photos), (a.batch,), generator=g)])
         total = loss(net(x), x)["total"]
         opt.zero_grad()
         total.backward()
