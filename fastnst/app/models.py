@@ -82,7 +82,7 @@ class ModelBook:
         network, meta = load_network(entry.path)
         cache = self.workdir / "openvino" if entry.uploaded else None
         if int8:
-            try:  # ~1.6-1.9x fp32's speed where it runs (OpenVINO on the CPU, NNCF installed)
+            try:  # faster than fp32 where it runs (OpenVINO on the CPU, NNCF installed; docs/speed.md)
                 return Stylizer(network, meta, self.device, "int8", engine=self.engine, engine_cache=cache,
                                 streams=streams)
             except FastNSTError as err:  # not here (a GPU, no NNCF, PyTorch asked for): the default precision

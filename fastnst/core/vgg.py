@@ -113,8 +113,8 @@ class VGGFeatures(nn.Module):
         out: dict[str, torch.Tensor] = {}
         h = (x - self.mean) / self.std
         if h.device.type == "cpu":
-            # oneDNN's CPU convolutions work in channels-last (or blocked) layouts: NCHW maps were reordered
-            # into them and back around every layer (reorders: 320 ms of a 2.7 s bf16 training step, 118 ms after).
+            # oneDNN's CPU convolutions work in channels-last (or blocked) layouts: NCHW maps would be reordered
+            # into them and back around every layer (docs/speed.md has what that cost).
             h = h.contiguous(memory_format=torch.channels_last)
         for name, module in zip(self.names[: last + 1], self.features, strict=False):
             h = module(h)
