@@ -105,7 +105,10 @@ def test_an_endless_chunked_upload_is_answered_and_closed_at_the_limit(app: Live
     assert reply.startswith(b"HTTP/1.1 400") and b"connection: close" in reply.lower(), reply[:300]
     assert b"over the limit" in reply
     assert sent < 64 << 20, f"{sent >> 20} MB were taken before the reply"
-    assert sock.recv(65536) == b""  # closed by the server
+    try:  # closed by the server: an orderly end, or a reset when our unread upload was still in its buffer
+        assert sock.recv(65536) == b""
+    except ConnectionResetError:
+        pass
     sock.close()
 
 
