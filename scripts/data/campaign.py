@@ -254,7 +254,13 @@ def pack_run(plan: dict[str, Any], out: Path, name: str, step: int | None) -> in
         return 2
     vgg = Path(plan["vgg_weights"])
     vgg_name = vgg.name if vgg.is_file() else str(vgg)
-    print(pack(spec.get("pack_as", _model_name(spec)), chosen[-1], vgg_name, Path(plan["pack_dir"])))
+    # The milestone is the run's whole age: a stage restarted from weights counts only its own steps.
+    steps = int(chosen[-1].stem[4:])
+    photos = len(find_images(ROOT / plan["data"]))
+    description = (f"campaign {name}: {spec.get('recipe', '')}, {steps} steps on {photos} photos "
+                   f"({Path(plan['data']).name}); loss network: {vgg_name}")
+    print(pack(spec.get("pack_as", _model_name(spec)), chosen[-1], vgg_name, Path(plan["pack_dir"]), steps=steps,
+               description=description))
     return 0
 
 

@@ -47,13 +47,14 @@ def train(style: str, args: argparse.Namespace, description: str) -> Path:
     return done
 
 
-def pack(style: str, trained: Path, vgg_name: str, folder: Path) -> Path:
-    """fp16 weights (half the size; the network runs in fp32) under the package's starter folder."""
+def pack(style: str, trained: Path, vgg_name: str, folder: Path, **changes: object) -> Path:
+    """fp16 weights (half the size; the network runs in fp32) under the package's starter folder;
+    ``changes``: metadata fields to set (a campaign's total steps and recipe)."""
     network, meta = load_network(trained)
     loss = {**meta.loss, "vgg_weights": vgg_name}  # a name, not this machine's path
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{style}.safetensors"
-    save_stylizer(network, target, dataclasses.replace(meta, loss=loss), dtype=torch.float16)
+    save_stylizer(network, target, dataclasses.replace(meta, loss=loss, **changes), dtype=torch.float16)
     return target
 
 

@@ -56,7 +56,9 @@ def test_a_campaign_runs_in_stages_survives_a_lost_checkpoint_and_packs(plan: Pa
     assert campaign.main(["status", "--plan", str(plan)]) == 0
     assert capsys.readouterr().out.count("| toy |") == 3
     assert campaign.main(["pack", "toy", "--plan", str(plan)]) == 0
-    assert read_metadata(tmp_path / "pack" / "starry_night.safetensors").loss["vgg_weights"] == "random"
+    packed = read_metadata(tmp_path / "pack" / "starry_night.safetensors")
+    assert packed.loss["vgg_weights"] == "random"
+    assert packed.steps == 6 and "campaign toy" in packed.description  # its whole age, not the last stage's 2
     assert campaign.main(["pack", "nope", "--plan", str(plan)]) == 2
 
     # Another machine, with only the committed restart point (6 steps in): milestones 2-6 are behind it.
