@@ -149,3 +149,10 @@ def test_a_term_that_was_not_in_an_old_file_takes_its_default() -> None:
     loss = PerceptualLoss.from_spec(**old)
     assert loss.spec["sw_weight"] == 0 and not loss.terms["sliced_style"].active
     assert dataclasses.is_dataclass(LossInputs)
+
+
+def test_fastnst_info_names_a_terms_setting_changed_from_its_default() -> None:
+    palette = next(t for t in all_terms() if t.name == "palette")
+    assert palette.summary({"palette_weight": 50.0}) == "palette 50.0"
+    assert palette.summary({"palette_weight": 50.0, "palette_pool": 4.0}) == "palette 50.0 (palette_pool 4.0)"
+    assert palette.summary({"palette_weight": 0.0, "palette_pool": 4.0}) is None  # off

@@ -93,11 +93,11 @@ class Term(nn.Module):
         if not weight and not cls.always_reported:
             return None
         text = f"{cls.name} {weight}"
-        for k, key in cls.keys.items():
+        for i, (k, key) in enumerate(cls.keys.items()):
             if key.kind == "layers":
                 text += f"×{list(values[k]) if isinstance(values[k], Mapping) else values[k]}"
-            elif key.kind in ("choice", "text"):
-                text += f" ({k} {values[k]})"
+            elif key.kind in ("choice", "text") or (i > 0 and values[k] != key.default):
+                text += f" ({k} {values[k]})"  # a setting, or a number changed from its default
         return text
 
     def output_layers(self) -> list[str]:
