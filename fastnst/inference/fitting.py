@@ -271,7 +271,7 @@ def _weights_digest(weights: str) -> str:
 
 
 def training_photos(folder: Path | None, size: int) -> list[torch.Tensor]:
-    """The photos crops are drawn from, each resized so its short side is 1.5x the crop (crops take 2/3 to all of it)."""
+    """The photos crops are drawn from, each resized so its short side is 1.5x the crop (crops take 2/3 to all)."""
     if folder is not None and not folder.is_dir():
         raise FastNSTError(f"{folder}: no such folder of photos", param="photos")
     files = find_images(folder or PHOTO_DIR)
