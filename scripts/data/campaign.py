@@ -39,6 +39,7 @@ from scripts.quality.study import heldout_losses
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = Path(__file__).with_name("campaign.yaml")
+OFFSET_FILE = "offset.txt"  # in a run's folder: the campaign step its current checkpoints started from
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +87,12 @@ def run_campaign(plan: dict[str, Any], runs: list[dict[str, Any]], out: Path) ->
 def _train(plan: dict[str, Any], spec: dict[str, Any], out: Path, milestone: int, stop: dict[str, bool]) -> bool:
     run_dir = out / spec["name"]
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    restart, offset = (None, 0) if ckpt.is_file() else _restart_model(spec, out)
+    if ckpt.is_file():
+        restart, offset = None, _offset(run_dir)
+    else:
+        restart, offset = _restart_model(spec, out)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / OFFSET_FILE).write_text(f"{offset}\n")  # the checkpoints it writes count from here
     # A restart from weights is a new run of the remaining steps (with a fresh optimizer and a new warm-up).
     cmd = [sys.executable, "train.py", *_style_args(spec), f"data.root={plan['data']}",
            f"loss.vgg_weights={plan['vgg_weights']}", "trainer=cpu", f"trainer.max_steps={milestone - offset}",
@@ -147,13 +153,20 @@ def _restart_model(spec: dict[str, Any], out: Path) -> tuple[Path | None, int]:
     return None, 0
 
 
+def _offset(run_dir: Path) -> int:
+    """The campaign step the run's checkpoints count from (a stage started from weights starts at 0)."""
+    path = run_dir / OFFSET_FILE
+    return int(path.read_text()) if path.is_file() else 0
+
+
 def _reached(spec: dict[str, Any], out: Path, milestone: int) -> bool:
-    """Whether the run is past `milestone`: its model was kept there, or (on a machine without its
-    checkpoint) the weights it restarts from were trained further than that."""
-    if (out / spec["name"] / "models" / f"step{milestone}.safetensors").is_file():
+    """Whether the run is past `milestone`: its model was kept there, or the weights its checkpoint (or,
+    without one, its restart) started from were trained further than that."""
+    run_dir = out / spec["name"]
+    if (run_dir / "models" / f"step{milestone}.safetensors").is_file():
         return True
-    if (out / spec["name"] / "checkpoints" / "last.ckpt").is_file():
-        return False
+    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return milestone <= _offset(run_dir)
     return milestone <= _restart_model(spec, out)[1]
 
 
