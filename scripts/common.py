@@ -39,6 +39,10 @@ def model_loss(meta: ModelMeta, style_image: str | Path | None = None, **changes
     set from ``style_image`` or the image the file names. ``changes`` override spec values
     (e.g. ``vgg_weights=PATH`` to judge a model on another VGG)."""
     loss = PerceptualLoss.from_spec(**{**meta.loss, "temporal_weight": 0.0, **changes})
-    style, _ = load_style(str(style_image or meta.style_image), meta.style_size or 512)
-    loss.set_style(style)
+    loss.set_style(model_style(meta, style_image))
     return loss
+
+
+def model_style(meta: ModelMeta, style_image: str | Path | None = None) -> torch.Tensor:
+    """The style image as the model was trained on it (its style size): ``style_image`` or the file's own."""
+    return load_style(str(style_image or meta.style_image), meta.style_size or 512)[0]

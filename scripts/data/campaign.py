@@ -30,10 +30,11 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from fastnst.core.blend import style_weights
 from fastnst.core.images import find_images, fit_long_side, load_rgb, to_pil
 from fastnst.core.modelfile import read_metadata, resolve_model, starter_models
 from fastnst.inference.stylizer import Stylizer
-from scripts.common import model_loss
+from scripts.common import model_loss, model_style
 from scripts.data.train_starters import pack
 from scripts.quality.study import heldout_losses
 
@@ -213,24 +214,24 @@ def _heldout_styles(model: Path, plan: dict[str, Any], photos: list[Path]) -> di
     meta = read_metadata(model)
     stylizer = Stylizer.from_file(model, device="cpu", precision="fp32", engine="torch")
     sums: dict[str, float] = {}
-    for index, name in enumerate(meta.style_names):
-        loss = model_loss(meta, style_image=meta.image_of(name), vgg_weights=plan["vgg_weights"])
-        for k, v in heldout_losses(stylizer, loss, photos, plan["heldout_size"], style=index).items():
+    names = meta.style_names
+    loss = model_loss(meta, meta.image_of(names[0]), vgg_weights=plan["vgg_weights"])  # one VGG for all styles
+    for i, name in enumerate(names):
+        if i:
+            loss.set_style(model_style(meta, meta.image_of(name)))
+        weights = style_weights(name, meta.style_names)
+        for k, v in heldout_losses(stylizer, loss, photos, plan["heldout_size"], style=weights).items():
             sums[k] = sums.get(k, 0.0) + v / len(meta.style_names)
     return {k: round(sums[k], 4) for k in ("total", "content", "style", "palette") if k in sums}
 
 
 def _strip(model: Path, photos: list[Path], target: Path, size: int = 512) -> None:
     stylizer = Stylizer.from_file(model, device="cpu", precision="fp32", engine="torch")
-    network, tiles = stylizer.network, []
+    names, tiles = read_metadata(model).style_names, []
     for j, photo in enumerate(photos):
         x = fit_long_side(load_rgb(photo), size)
-        if network.num_styles > 1:  # a multi-style network: styles spread over the photos
-            style = torch.nn.functional.one_hot(torch.tensor(j * network.num_styles // len(photos)),
-                                                network.num_styles).float()[None]
-            tiles.append(to_pil(network(x, style).clamp(0, 1)))
-        else:
-            tiles.append(to_pil(network(x).clamp(0, 1)))
+        style = style_weights(names[j * len(names) // len(photos)], names)  # several styles: spread over the photos
+        tiles.append(to_pil(stylizer.network(x, style).clamp(0, 1)))
     sheet = Image.new("RGB", (sum(t.width for t in tiles), max(t.height for t in tiles)), "white")
     left = 0
     for tile in tiles:

@@ -33,15 +33,13 @@ def fine_detail(x: torch.Tensor) -> float:
 
 @torch.no_grad()
 def heldout_losses(stylizer: Stylizer, loss: torch.nn.Module, photos: list[Path], size: int,
-                   style: int | None = None) -> dict[str, float]:
+                   style: torch.Tensor | None = None) -> dict[str, float]:
     """Each loss term's mean over ``photos`` at a long side of ``size`` px (the campaign's milestones use it too);
-    ``style``: which style of a multi-style network."""
-    network = stylizer.network
-    weights = None if style is None else F.one_hot(torch.tensor(style), network.num_styles).float()[None]
+    ``style``: a multi-style network's blend weights (``fastnst.core.blend.style_weights``)."""
     terms: dict[str, list[float]] = {}
     for photo in photos:
         x = fit_long_side(load_rgb(photo), size)
-        out = network(x) if weights is None else network(x, weights)
+        out = stylizer.network(x, style)
         for k, v in loss(out.clamp(0, 1), x).items():
             terms.setdefault(k, []).append(float(v))
     return {k: statistics.mean(v) for k, v in terms.items()}
