@@ -148,9 +148,10 @@ def _restart_model(spec: dict[str, Any], out: Path) -> tuple[Path | None, int]:
         return kept[-1], int(kept[-1].stem[4:])
     packed = spec.get("restart_from")
     if packed:
-        path = Path(packed) if Path(packed).is_absolute() or not (ROOT / packed).is_file() else ROOT / packed
-        if resolve_model(path).is_file():
-            return resolve_model(path), int(spec.get("restart_steps", 0))
+        path = ROOT / packed  # a path in the repository; an absolute one stays as it is
+        model = resolve_model(path if path.is_file() else packed)  # else a starter's name
+        if model.is_file():
+            return model, int(spec.get("restart_steps", 0))
     return None, 0
 
 
