@@ -156,17 +156,25 @@ def _check_types(meta: ModelMeta) -> None:
             raise FastNSTError(f"model metadata {name} is implausibly long ({len(value)} characters)")
 
 
+SIGNATURES = "style_signatures"  # the one tensor in a file that is not the network's (fastnst/core/signatures.py)
+
+
 def save_stylizer(network: StyleNetwork, path: Path | str, meta: ModelMeta = ModelMeta(),
-                  dtype: torch.dtype = torch.float32) -> Path:
+                  dtype: torch.dtype = torch.float32, signatures: torch.Tensor | None = None) -> Path:
     """Write weights and metadata atomically; ``meta.arch`` and ``meta.network`` are taken from ``network``.
-    ``dtype=torch.float16`` halves the file (the network runs in fp32 after loading)."""
+    ``dtype=torch.float16`` halves the file (the network runs in fp32 after loading). ``signatures``: (S, D),
+    one row per style (``core/signatures.py``), kept beside the weights."""
     path = Path(path)
+    if signatures is not None and signatures.shape[0] != network.num_styles:
+        raise ValueError(f"{signatures.shape[0]} style signatures for a network of {network.num_styles} styles")
     meta = dataclasses.replace(meta, arch=network.arch, network=network.config, fastnst_version=__version__,
                                format_version=FORMAT_VERSION)
     header = {"format": FORMAT, "architecture": type(network).__name__, **meta.to_dict()}
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to(dtype).contiguous().cpu() for k, v in network.state_dict().items()}
+    if signatures is not None:
+        tensors[SIGNATURES] = signatures.detach().to(torch.float16).contiguous().cpu()
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in header.items()})
     return path
@@ -175,6 +183,17 @@ def save_stylizer(network: StyleNetwork, path: Path | str, meta: ModelMeta = Mod
 def read_metadata(path: Path | str) -> ModelMeta:
     """The metadata of a stylizer file (``.safetensors`` or ``.ckpt``)."""
     return _read(Path(path))[1]
+
+
+def read_signatures(path: Path | str) -> torch.Tensor | None:
+    """The file's style signatures, (S, D) float32 with one finite row per style, or None where it has none
+    (every file but a multi-style base's) or they do not fit its styles."""
+    state, meta = _read(Path(path), keep_signatures=True)
+    found = state.get(SIGNATURES)
+    if found is None or found.dim() != 2 or found.shape[0] != len(meta.style_names) \
+            or not torch.isfinite(found).all():
+        return None
+    return found.float()
 
 
 def load_network(path: Path | str) -> tuple[StyleNetwork, ModelMeta]:
@@ -200,7 +219,7 @@ def load_network(path: Path | str) -> tuple[StyleNetwork, ModelMeta]:
     return network.eval(), meta
 
 
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], ModelMeta]:
+def _read(path: Path, keep_signatures: bool = False) -> tuple[dict[str, torch.Tensor], ModelMeta]:
     if path.is_dir():
         raise FastNSTError(f"{path} is a folder, not a model file")
     if not path.is_file():
@@ -212,7 +231,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], ModelMeta]:
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            state = {k: f.get_tensor(k) for k in f.keys() if keep_signatures or k != SIGNATURES}
         header = {k: json.loads(v) for k, v in raw.items()}
     except (SafetensorError, OSError, ValueError) as err:
         raise FastNSTError(f"{path} is not a readable .safetensors model ({err})") from None

@@ -32,6 +32,12 @@ def layer_names(arch: str) -> list[str]:
     return names
 
 
+def channels(name: str) -> int:
+    """How many channels layer ``name`` (e.g. ``relu3_3``) has in either VGG: 64 in block 1, doubling to 512."""
+    block = int(name.removeprefix("conv").removeprefix("relu").removeprefix("pool")[0])
+    return min(64 * 2 ** (block - 1), 512)
+
+
 def _build(arch: str, weights: str, seed: int) -> nn.Sequential:
     if arch not in _BLOCKS:
         raise FastNSTError(f"unknown VGG architecture {arch!r}; choose vgg16 or vgg19")

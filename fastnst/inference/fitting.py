@@ -26,18 +26,19 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from fastnst.core import styles
+from fastnst.core import signatures, styles
 from fastnst.core.cache import cache_dir
 from fastnst.core.crops import random_crop
 from fastnst.core.device import bf16_preferred, resolve_device
 from fastnst.core.errors import FastNSTError
 from fastnst.core.images import MAX_IMAGE_PIXELS, find_images, fit_long_side, open_image, to_pil, to_tensor
 from fastnst.core.locks import file_lock
-from fastnst.core.losses import PerceptualLoss, gram_matrix
-from fastnst.core.modelfile import ModelMeta, load_network, read_metadata, resolve_model, save_stylizer
+from fastnst.core.losses import PerceptualLoss
+from fastnst.core.modelfile import ModelMeta, load_network, read_metadata, read_signatures, resolve_model, save_stylizer
 from fastnst.core.networks import StyleNetwork
 from fastnst.core.styles import sha256_file
 from fastnst.core.terms import VGG_KEYS, all_terms
+from fastnst.core.vgg import channels as vgg_channels
 from fastnst.inference.batch import unique_name
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def fit_style(painting: Path, base: str | Path = DEFAULT_BASE, options: FitOptio
     loss = _loss(meta, options.vgg_weights, options.content_weight).to(device)
     loss.set_style(image.to(device))
     if options.start == "nearest":
-        _start_near(grown, loss, meta, options.style_size, device)
+        _start_near(grown, loss, image, base_path, meta, options.style_size)
     photos = training_photos(options.photos, options.image_size)
     trained = [p for p in grown.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trained, lr=options.lr)
@@ -296,31 +297,45 @@ def random_crops(photos: list[torch.Tensor], size: int, batch: int, generator: t
 
 
 @torch.no_grad()
-def _start_near(network: StyleNetwork, loss: PerceptualLoss, meta: ModelMeta, size: int, device: torch.device
-                ) -> list[float]:
+def _start_near(network: StyleNetwork, loss: PerceptualLoss, image: torch.Tensor, base: Path, meta: ModelMeta,
+                size: int) -> list[float]:
     """Start the new (last) style's (γ, β) at a mix of the known styles' rows, each weighted by how close its
-    painting's Grams are to the new painting's (softmax of minus the relative Gram distance, at a temperature
-    of a quarter of the median distance), so a painting like one the base knows starts near it. Styles whose
-    painting cannot be found (a file on another machine) are left out; with none, the mean start stands."""
-    known = [(i, _style_path(meta.image_of(n))) for i, n in enumerate(meta.style_names)]
-    known = [(i, p) for i, p in known if p is not None]
-    if not known:
+    painting is to the new one by their signatures (``core/signatures.py``: softmax of minus the distance, at
+    a temperature of a quarter of the median distance), so a painting like one the base knows starts near
+    it. The signatures come from the base's file; a base without them has them made from its paintings
+    where this machine has them (the others are left out; with none, the mean start stands)."""
+    layers = loss.style_layers
+    rows, known = list(range(len(meta.style_names))), read_signatures(base)
+    if known is None or known.shape[1] != 2 * sum(vgg_channels(k) for k in layers):
+        rows, known = known_signatures(meta, loss, size)
+    if not rows:
         return []
-    target = {k: loss.style_gram(k)[0] for k in loss.style_layers}
-    distances = []
-    for _, path in known:
-        feats = loss.vgg(styles.read_painting(path, size)[0].to(device), list(loss.style_layers))
-        distances.append(sum(w * float((gram_matrix(feats[k])[0] - target[k]).pow(2).mean() / target[k].pow(2).mean())
-                             for k, w in loss.style_layers.items()))
-    d = torch.tensor(distances)
+    new = signatures.signature(loss.vgg, image.to(next(loss.vgg.buffers()).device), layers).cpu()
+    d = signatures.distances(known, new, layers)
     weights = torch.softmax(-d / (0.25 * d.median().clamp_min(1e-8)), dim=0)
-    rows = torch.tensor([i for i, _ in known])
+    index = torch.tensor(rows)
     for norm in network.norm_layers():
         for p in (norm.weight, norm.bias):
-            p[-1] = (weights.to(p)[:, None] * p[rows]).sum(dim=0)
-    pairs = zip(known, weights.tolist(), strict=True)
-    log.info("started near %s", ", ".join(f"{meta.style_names[i]} {w:.2f}" for (i, _), w in pairs if w >= 0.05))
+            p[-1] = (weights.to(p)[:, None] * p[index]).sum(dim=0)
+    pairs = zip(rows, weights.tolist(), strict=True)
+    log.info("started near %s", ", ".join(f"{meta.style_names[i]} {w:.2f}" for i, w in pairs if w >= 0.05))
     return weights.tolist()
+
+
+@torch.no_grad()
+def known_signatures(meta: ModelMeta, loss: PerceptualLoss, size: int = FitOptions.style_size
+                     ) -> tuple[list[int], torch.Tensor]:
+    """The signatures of a model's styles whose paintings this machine has (as a base's file keeps them):
+    (their row numbers, (K, D))."""
+    rows, found = [], []
+    device = next(loss.vgg.buffers()).device
+    for i, name in enumerate(meta.style_names):
+        path = _style_path(meta.image_of(name))
+        if path is not None:
+            painting = styles.read_painting(path, size)[0].to(device)
+            rows.append(i)
+            found.append(signatures.signature(loss.vgg, painting, loss.style_layers).cpu())
+    return rows, torch.stack(found) if found else torch.zeros(0, 0)
 
 
 def _style_path(location: str) -> Path | None:

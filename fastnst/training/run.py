@@ -219,10 +219,15 @@ def _network(cfg: DictConfig, names: list[str]) -> NetworkPlan:
 
 def _warm_start(network: StyleNetwork, model: str, names: list[str]) -> StyleNetwork:
     """``network`` with every weight of a trained model of the same network and styles: a long run whose
-    checkpoint is lost goes on from the last model it exported (scripts/data/campaign.py)."""
+    checkpoint is lost goes on from the last model it exported (scripts/data/campaign.py). The upsampling
+    mode holds no weight, so a ``nearest`` model can go on as a ``bilinear`` one (the hatching's cure)."""
     path = resolve_model(model)
     trained, meta = load_network(path)
-    if trained.config != network.config or meta.style_names != names:
+
+    def weights(config: dict) -> dict:
+        return {k: v for k, v in config.items() if k != "upsample"}
+
+    if weights(trained.config) != weights(network.config) or meta.style_names != names:
         raise FastNSTError(f"{path.name} is a {meta.network} network for {meta.style_names}; this run trains a "
                            f"{network.config} network for {names}", param="init_weights")
     network.load_state_dict(trained.state_dict())

@@ -7,7 +7,8 @@ Per model, means over the photos: the held-out loss under the *reference* model'
 model, whatever each was trained with: total, content, style, palette), and the **hatching index** at 512 px:
 the energy of the output's finest detail (the image minus its 2x2 box blur) over the photo's own. Fine
 diagonal hatching is detail the photo does not have, so it shows as an index well above 1; a painting's
-strokes are coarser and raise it less.
+strokes are coarser and raise it less. And the **grid index** at 512 px: how strongly the output repeats on
+the network's 4-pixel grid (``grid_index``), over the photo's own: the hatching's signature.
 """
 
 from __future__ import annotations
@@ -23,6 +24,28 @@ from fastnst.core.images import find_images, fit_long_side, load_rgb
 from fastnst.core.modelfile import read_metadata, resolve_model
 from fastnst.inference.stylizer import Stylizer
 from scripts.common import model_loss
+
+
+def grid_index(x: torch.Tensor, period: int = 4, ring: int = 3) -> float:
+    """How strongly ``x`` (1, 3, H, W) repeats on a ``period``-pixel grid anchored at its top-left corner: the
+    power of its luminance (under a Hann window) at the grid's diagonal frequencies (k/period, l/period
+    cycles a pixel, k and l not 0), each over the median power of the frequencies around it, averaged.
+    (The axes are left out: every photo's horizontal and vertical edges crowd them.) A network that
+    downsamples by 4 and upsamples back with nearest-neighbour copies paints such a grid when it hatches;
+    a photo or Magenta's result scores about 1-3 (docs/quality.md)."""
+    g = x[0].float().mean(dim=0)
+    h, w = (g.shape[0] // period) * period, (g.shape[1] // period) * period
+    g = g[:h, :w] - g[:h, :w].mean()
+    g = g * torch.hann_window(h, periodic=False)[:, None] * torch.hann_window(w, periodic=False)[None]
+    power = torch.fft.fft2(g).abs().pow(2)
+    near = [(dy, dx) for dy in range(-ring, ring + 1) for dx in range(-ring, ring + 1) if (dy, dx) != (0, 0)]
+    ratios = []
+    for ky in range(1, period):
+        for kx in range(1, period):
+            r, c = ky * h // period, kx * w // period
+            around = torch.stack([power[(r + dy) % h, (c + dx) % w] for dy, dx in near])
+            ratios.append(float(power[r, c] / around.median().clamp_min(1e-20)))
+    return sum(ratios) / len(ratios)
 
 
 def fine_detail(x: torch.Tensor) -> float:
@@ -58,18 +81,20 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     loss = model_loss(read_metadata(resolve_model(args.reference)), vgg_weights=args.vgg_weights)
     photos = find_images(args.content_dir)
-    print("| model | held-out total | content | style | palette | hatching index |")
-    print("|---|---|---|---|---|---|")
+    print("| model | held-out total | content | style | palette | hatching index | grid index |")
+    print("|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         stylizer = Stylizer.from_file(resolve_model(name), device="cpu", precision="fp32", engine="torch")
         mean = heldout_losses(stylizer, loss, photos, args.size)
-        hatch = []
+        hatch, grid = [], []
         for photo in photos:
             big = fit_long_side(load_rgb(photo), args.hatch_size)
-            hatch.append(fine_detail(stylizer.network(big).clamp(0, 1)) / max(fine_detail(big), 1e-8))
+            out = stylizer.network(big).clamp(0, 1)
+            hatch.append(fine_detail(out) / max(fine_detail(big), 1e-8))
+            grid.append(grid_index(out) / max(grid_index(big), 1e-8))
         print(f"| {Path(name).parent.name or name} | {mean['total']:.3f} | {mean['content']:.3f} | "
-              f"{mean['style']:.3f} | {mean.get('palette', 0):.4f} | {statistics.geometric_mean(hatch):.2f} |",
-              flush=True)
+              f"{mean['style']:.3f} | {mean.get('palette', 0):.4f} | {statistics.geometric_mean(hatch):.2f} | "
+              f"{statistics.geometric_mean(grid):.1f} |", flush=True)
     return 0
 
 

@@ -114,3 +114,19 @@ def test_network_settings_out_of_their_limits_are_refused_before_building(config
     arch = "light" if "expansion" in config else "johnson"
     with pytest.raises(FastNSTError):
         ModelMeta(arch=arch, network={**SMALL[arch], **config})
+
+
+@pytest.mark.parametrize("arch", sorted(architectures()))
+def test_the_upsampling_is_a_setting_files_keep_and_old_files_upsample_nearest(arch: str, tmp_path: Path) -> None:
+    nearest = small(arch)
+    assert "upsample" not in nearest.config  # files of networks that were possible before stay as they were
+    smooth = network_class(arch)(**{**nearest.config, "upsample": "bilinear"})
+    smooth.load_state_dict(nearest.state_dict())  # the mode holds no weight
+    x = torch.rand(1, 3, 24, 20)
+    assert (smooth(x) - nearest(x)).abs().max() > 1e-3  # but it changes the picture
+    path = save_stylizer(smooth.eval(), tmp_path / "m.safetensors", ModelMeta(style_name="m"))
+    loaded, meta = load_network(path)
+    assert meta.network["upsample"] == "bilinear" and loaded.config == smooth.config
+    torch.testing.assert_close(loaded(x), smooth(x))
+    with pytest.raises(ValueError, match="upsample"):
+        network_class(arch).check_config({**nearest.config, "upsample": "bicubic"})

@@ -199,8 +199,9 @@ def test_both_precision_paths_fit_on_every_machine(tmp_path: Path, painting: Pat
 
 
 def test_a_fit_can_start_near_the_known_style_its_painting_resembles(tmp_path: Path) -> None:
-    # The new style's first (γ, β) mixes the known styles' rows by how close their paintings' Grams are.
-    from fastnst.core.modelfile import ModelMeta, load_network, save_stylizer
+    # The new style's first (γ, β) mixes the known styles' rows by how close their paintings' signatures are;
+    # the base's file keeps those signatures, so the paintings need not be on this machine.
+    from fastnst.core.modelfile import ModelMeta, load_network, read_signatures, save_stylizer
     from fastnst.inference import fitting
 
     red, blue = np.zeros((80, 80, 3), np.uint8), np.zeros((80, 80, 3), np.uint8)
@@ -219,10 +220,21 @@ def test_a_fit_can_start_near_the_known_style_its_painting_resembles(tmp_path: P
     grown = net.with_new_style()
     loss = fitting._loss(meta, "random").eval()
     loss.set_style(image)
-    weights = fitting._start_near(grown, loss, meta, 64, torch.device("cpu"))
+    weights = fitting._start_near(grown, loss, image, base, meta, 64)
     assert weights[0] > 0.8 > weights[1]
     norm = grown.norm_layers()[0]
     torch.testing.assert_close(norm.weight[2], weights[0] * norm.weight[0] + weights[1] * norm.weight[1])
-    # A painting the base does not know the paintings of (another machine's files): the mean start stands.
+
+    # Another machine: the paintings are gone. Without signatures the mean start stands; with them (as a
+    # packed base keeps them) the fit starts near the red one as before.
     lost = ModelMeta(**{**meta.to_dict(), "style_images": ["/nowhere/a.png", "https://example.com/b.jpg"]})
-    assert fitting._start_near(net.with_new_style(), loss, lost, 64, torch.device("cpu")) == []
+    save_stylizer(net, base, lost)
+    assert read_signatures(base) is None
+    assert fitting._start_near(net.with_new_style(), loss, image, base, lost, 64) == []
+    rows, known = fitting.known_signatures(meta, loss, 64)
+    assert rows == [0, 1]
+    save_stylizer(net, base, lost, signatures=known)
+    assert load_network(base)[0].state_dict().keys() == net.state_dict().keys()  # the network is unchanged
+    torch.testing.assert_close(read_signatures(base), known, atol=1e-2, rtol=1e-2)  # kept in fp16
+    again = fitting._start_near(net.with_new_style(), loss, image, base, lost, 64)
+    assert again == pytest.approx(weights, abs=0.02)

@@ -72,3 +72,20 @@ def test_a_multi_style_model_is_judged_style_by_style_against_its_own_painting(t
     assert "# pair / b:" in one.stdout and "# pair / a:" not in one.stdout
     bad = quality("--model", model, "--content-dir", photos, "--style", "c")
     assert bad.returncode == 2 and "unknown style 'c'" in bad.stderr
+
+
+def test_the_grid_index_finds_a_pattern_on_the_networks_4_pixel_grid() -> None:
+    import torch
+
+    from scripts.quality.study import grid_index
+
+    torch.manual_seed(0)
+    y, x = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 128), indexing="ij")
+    photo = torch.stack([y, x, (x + y) / 2])[None] + 0.05 * torch.rand(1, 3, 96, 128)
+    hatched = photo.clone()
+    hatched[..., 0::4, 0::4] += 0.1  # a faint pattern locked to the grid, as the nearest-upsampling starters paint
+    hatched[..., 1::4, 1::4] += 0.1
+    assert grid_index(photo) < 3
+    assert grid_index(hatched) > 10 * grid_index(photo)
+    shifted = torch.roll(hatched, shifts=(2, 2), dims=(-2, -1))
+    assert grid_index(shifted) > 10 * grid_index(photo)  # the phase does not matter, the period does

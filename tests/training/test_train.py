@@ -405,6 +405,13 @@ def test_a_warm_start_takes_every_weight_and_a_schedule_shapes_the_lr(style_path
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, msg=name)
     assert "started from" in meta.description
+    # A model trained with nearest-neighbour upsampling goes on as a bilinear one (the hatching's cure).
+    nearest = run(compose_train([*tiny_train_overrides(style_path, steps=1), "model.upsample=nearest"], tmp_path / "n"))
+    assert "upsample" not in load_network(nearest)[1].network
+    smooth = run(compose_train([*tiny_train_overrides(style_path, steps=1), f"init_weights={nearest}",
+                                "optimizer.lr=1e-30"], tmp_path / "s"))
+    assert load_network(smooth)[1].network["upsample"] == "bilinear"
+    torch.testing.assert_close(load_network(smooth)[0].conv1.conv.weight, load_network(nearest)[0].conv1.conv.weight)
     with pytest.raises(FastNSTError, match="this run trains a") as err:  # another network's weights
         run(compose_train([*tiny_train_overrides(style_path, steps=1), "model=johnson", f"init_weights={first}"],
                           tmp_path / "c"))

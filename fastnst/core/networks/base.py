@@ -10,6 +10,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+UPSAMPLING = ("nearest", "bilinear")
+
+
+def upsample(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """``x`` resized to ``size`` for a resize-convolution. ``nearest`` (a file that names no ``upsample``) copies each
+    pixel into a 2x2 block, and the convolution after it sees the block's four phases differently: a young
+    network learns to paint with that, a fine diagonal hatching locked to its 4-pixel grid (docs/quality.md,
+    "The hatching's cause"). ``bilinear`` gives every phase the same smooth input."""
+    if mode == "nearest":
+        return F.interpolate(x, size=size, mode="nearest")
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
 
 class StyleInstanceNorm(nn.Module):
     """Instance norm with a learned affine map per style.

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastnst.core.kernels import reflection_pad
-from fastnst.core.networks.base import StyleInstanceNorm, StyleNetwork
+from fastnst.core.networks.base import UPSAMPLING, StyleInstanceNorm, StyleNetwork, upsample
 
 
 class ConvLayer(nn.Module):
@@ -46,19 +46,20 @@ class ResidualBlock(nn.Module):
 
 
 class UpsampleConvLayer(nn.Module):
-    """Nearest-neighbour x2 upsampling followed by a convolution.
+    """x2 upsampling (``mode``: nearest or bilinear, ``networks.base.upsample``) followed by a convolution.
 
     Resize-convolution instead of a transposed convolution avoids checkerboard artefacts
     (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts", Distill).
     The upsampled map is resized to ``size`` so that any input height/width round-trips.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mode: str = "nearest") -> None:
         super().__init__()
         self.conv = ConvLayer(in_channels, out_channels, kernel_size)
+        self.mode = mode
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        return self.conv(F.interpolate(x, size=size, mode="nearest"))
+        return self.conv(upsample(x, size, self.mode))
 
 
 OUTPUTS = ("sigmoid", "raw")
@@ -78,29 +79,35 @@ class TransformerNet(StyleNetwork):
 
     ``num_styles``: how many styles the network paints (conditional instance norm); ``forward`` then
     takes ``style``, blend weights of shape (S,) or (N, S) (default: the first style).
+
+    ``upsample``: ``bilinear`` (what new training uses) or ``nearest`` (files that do not say); the mode
+    changes no weight, so a model trained with one can be fine-tuned with the other.
     """
 
     arch = "johnson"
     limits = {"channels": (1, 256), "num_residual": (0, 64)}
-    choices = {"output": ("sigmoid", "raw")}
+    choices = {"output": OUTPUTS, "upsample": UPSAMPLING}
     downsampling = 4
 
     def __init__(self, channels: int = 32, num_residual: int = 5, output: str = "sigmoid",
-                 num_styles: int = 1) -> None:
+                 num_styles: int = 1, upsample: str = "nearest") -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        if upsample not in UPSAMPLING:
+            raise ValueError(f"upsample must be one of {UPSAMPLING}, got {upsample!r}")
         if num_styles < 1:
             raise ValueError(f"num_styles must be at least 1, got {num_styles}")
         c1, c2, c3 = channels, 2 * channels, 4 * channels
         self.channels, self.num_residual, self.output, self.num_styles = channels, num_residual, output, num_styles
+        self.upsample = upsample
         s = num_styles
         self.conv1, self.in1 = ConvLayer(3, c1, 9), StyleInstanceNorm(c1, s)
         self.conv2, self.in2 = ConvLayer(c1, c2, 3, stride=2), StyleInstanceNorm(c2, s)
         self.conv3, self.in3 = ConvLayer(c2, c3, 3, stride=2), StyleInstanceNorm(c3, s)
         self.res = nn.ModuleList(ResidualBlock(c3, s) for _ in range(num_residual))
-        self.deconv1, self.in4 = UpsampleConvLayer(c3, c2, 3), StyleInstanceNorm(c2, s)
-        self.deconv2, self.in5 = UpsampleConvLayer(c2, c1, 3), StyleInstanceNorm(c1, s)
+        self.deconv1, self.in4 = UpsampleConvLayer(c3, c2, 3, upsample), StyleInstanceNorm(c2, s)
+        self.deconv2, self.in5 = UpsampleConvLayer(c2, c1, 3, upsample), StyleInstanceNorm(c1, s)
         self.deconv3 = ConvLayer(c1, 3, 9)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
@@ -122,7 +129,10 @@ class TransformerNet(StyleNetwork):
     @property
     def config(self) -> dict[str, int | str]:
         """Constructor arguments, stored in model files so they rebuild the same network.
-        ``num_styles`` appears only for multi-style networks: single-style files stay as they were."""
+        ``num_styles`` appears only for multi-style networks and ``upsample`` only when it is not ``nearest``:
+        files of networks that were possible before stay as they were."""
         config: dict[str, int | str] = {"channels": self.channels, "num_residual": self.num_residual,
                                         "output": self.output}
+        if self.upsample != "nearest":
+            config["upsample"] = self.upsample
         return config if self.num_styles == 1 else {**config, "num_styles": self.num_styles}

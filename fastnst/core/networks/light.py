@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastnst.core.kernels import reflection_pad
-from fastnst.core.networks.base import StyleInstanceNorm, StyleNetwork
+from fastnst.core.networks.base import UPSAMPLING, StyleInstanceNorm, StyleNetwork, upsample
 
 
 class _Conv(nn.Module):
@@ -49,16 +49,21 @@ class InvertedResidual(nn.Module):
 class LightNet(StyleNetwork):
     """(N, 3, H, W) in [0, 1] -> the same shape, for any H, W >= 1. ``channels``: the first layer's width (the
     encoder doubles it twice); ``num_residual`` inverted residual blocks of ``expansion``x width at a quarter
-    of the resolution; a sigmoid output."""
+    of the resolution; a sigmoid output. ``upsample``: as ``TransformerNet``'s (bilinear for new training)."""
 
     arch = "light"
     limits = {"channels": (1, 256), "num_residual": (0, 64), "expansion": (1, 8)}
+    choices = {"upsample": UPSAMPLING}
     downsampling = 4
 
-    def __init__(self, channels: int = 16, num_residual: int = 5, expansion: int = 2, num_styles: int = 1) -> None:
+    def __init__(self, channels: int = 16, num_residual: int = 5, expansion: int = 2, num_styles: int = 1,
+                 upsample: str = "nearest") -> None:
         super().__init__()
         if num_styles < 1:
             raise ValueError(f"num_styles must be at least 1, got {num_styles}")
+        if upsample not in UPSAMPLING:
+            raise ValueError(f"upsample must be one of {UPSAMPLING}, got {upsample!r}")
+        self.upsample = upsample
         c1, c2, c3 = channels, 2 * channels, 4 * channels
         self.channels, self.num_residual, self.expansion = channels, num_residual, expansion
         self.num_styles = num_styles
@@ -81,12 +86,15 @@ class LightNet(StyleNetwork):
         y = F.relu(self.in3(self.conv3(y2), s))
         for block in self.res:
             y = block(y, s)
-        # Resize-convolution (nearest, then a convolution): no checkerboard (Odena et al. 2016).
-        y = F.relu(self.in4(self.up1(F.interpolate(y, size=y2.shape[-2:], mode="nearest")), s))
-        y = F.relu(self.in5(self.up2(F.interpolate(y, size=y1.shape[-2:], mode="nearest")), s))
+        # Resize-convolution (upsample, then a convolution): no checkerboard (Odena et al. 2016).
+        y = F.relu(self.in4(self.up1(upsample(y, y2.shape[-2:], self.upsample)), s))
+        y = F.relu(self.in5(self.up2(upsample(y, y1.shape[-2:], self.upsample)), s))
         return torch.sigmoid(self.out(y)[..., :h, :w])
 
     @property
-    def config(self) -> dict[str, int]:
-        config = {"channels": self.channels, "num_residual": self.num_residual, "expansion": self.expansion}
+    def config(self) -> dict[str, int | str]:
+        config: dict[str, int | str] = {"channels": self.channels, "num_residual": self.num_residual,
+                                        "expansion": self.expansion}
+        if self.upsample != "nearest":
+            config["upsample"] = self.upsample
         return config if self.num_styles == 1 else {**config, "num_styles": self.num_styles}
