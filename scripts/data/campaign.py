@@ -32,7 +32,9 @@ from PIL import Image
 
 from fastnst.core.blend import style_weights
 from fastnst.core.images import find_images, fit_long_side, load_rgb, to_pil
+from fastnst.core.losses import PerceptualLoss
 from fastnst.core.modelfile import read_metadata, resolve_model, starter_models
+from fastnst.inference.fitting import known_signatures
 from fastnst.inference.stylizer import Stylizer
 from scripts.common import model_loss, model_style
 from scripts.data.train_starters import pack
@@ -274,8 +276,17 @@ def pack_run(plan: dict[str, Any], out: Path, name: str, step: int | None) -> in
     photos = len(find_images(ROOT / plan["data"]))
     description = (f"campaign {name}: {spec.get('recipe', '')}, {steps} steps on {photos} photos "
                    f"({Path(plan['data']).name}); loss network: {vgg_name}")
+    meta = read_metadata(chosen[-1])
+    signatures = None
+    if len(meta.style_names) > 1:  # a base: its styles' signatures go with it, for fits that start near
+        loss = PerceptualLoss.from_spec(**{**meta.loss, "temporal_weight": 0.0, "vgg_weights": str(vgg)})
+        rows, signatures = known_signatures(meta, loss)
+        if len(rows) != len(meta.style_names):
+            print(f"error: {len(meta.style_names) - len(rows)} of {name}'s paintings are not on this machine; "
+                  "its signatures need them all", file=sys.stderr)
+            return 2
     print(pack(spec.get("pack_as", _model_name(spec)), chosen[-1], vgg_name, Path(plan["pack_dir"]), steps=steps,
-               description=description))
+               description=description, signatures=signatures))
     return 0
 
 

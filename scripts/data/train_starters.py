@@ -47,14 +47,17 @@ def train(style: str, args: argparse.Namespace, description: str) -> Path:
     return done
 
 
-def pack(style: str, trained: Path, vgg_name: str, folder: Path, **changes: object) -> Path:
+def pack(style: str, trained: Path, vgg_name: str, folder: Path, signatures: torch.Tensor | None = None,
+         **changes: object) -> Path:
     """fp16 weights (half the size; the network runs in fp32) under the package's starter folder;
-    ``changes``: metadata fields to set (a campaign's total steps and recipe)."""
+    ``signatures``: a multi-style base's (core/signatures.py); ``changes``: metadata fields to set (a
+    campaign's total steps and recipe)."""
     network, meta = load_network(trained)
     loss = {**meta.loss, "vgg_weights": vgg_name}  # a name, not this machine's path
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{style}.safetensors"
-    save_stylizer(network, target, dataclasses.replace(meta, loss=loss, **changes), dtype=torch.float16)
+    save_stylizer(network, target, dataclasses.replace(meta, loss=loss, **changes), dtype=torch.float16,
+                  signatures=signatures)
     return target
 
 

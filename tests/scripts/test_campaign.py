@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fastnst.core.modelfile import read_metadata
+from fastnst.core.modelfile import read_metadata, read_signatures
 from scripts.data import campaign
 
 from samples import make_image
@@ -98,3 +98,5 @@ def test_a_campaign_trains_one_network_for_several_paintings(plan: Path, tmp_pat
     assert (out / "base" / "strips" / "step2.jpg").is_file()
     assert campaign.main(["pack", "base", "--plan", str(plan)]) == 0
     assert read_metadata(tmp_path / "pack" / "joint.safetensors").style_names == ["starry_night", "painting"]
+    signatures = read_signatures(tmp_path / "pack" / "joint.safetensors")  # a base carries its paintings' looks
+    assert signatures is not None and signatures.shape[0] == 2 and (signatures[0] != signatures[1]).any()
