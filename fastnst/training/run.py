@@ -25,6 +25,7 @@ from fastnst.core.locks import try_lock
 from fastnst.core.losses import PerceptualLoss
 from fastnst.core.modelfile import ModelMeta, load_network, read_metadata, resolve_model, save_stylizer
 from fastnst.core.networks import StyleNetwork
+from fastnst.core.networks.base import weight_config
 from fastnst.core.styles import load_style
 from fastnst.training.config import run_name, style_configs
 from fastnst.training.data import StyleDataModule
@@ -90,10 +91,14 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 
 def check_resumable(ckpt: Path, meta: ModelMeta) -> None:
-    """Refuse to resume a checkpoint of another network or style: it would train the wrong model."""
+    """Refuse to resume a checkpoint of another network or style: it would train the wrong model. A setting
+    that holds no weight (the upsampling) may change: the run goes on with the new one."""
     saved = read_metadata(ckpt)
     for field in ("arch", "network", "style_name", "style_sha256", "styles"):
-        if getattr(saved, field) != getattr(meta, field):
+        before, now = getattr(saved, field), getattr(meta, field)
+        if field == "network":
+            before, now = weight_config(before), weight_config(now)
+        if before != now:
             raise FastNSTError(f"{ckpt} was trained with {field} {getattr(saved, field)!r}, this run has "
                                f"{getattr(meta, field)!r}; start a fresh run or resume the matching one",
                                param="ckpt_path")
@@ -223,11 +228,7 @@ def _warm_start(network: StyleNetwork, model: str, names: list[str]) -> StyleNet
     mode holds no weight, so a ``nearest`` model can go on as a ``bilinear`` one (the hatching's cure)."""
     path = resolve_model(model)
     trained, meta = load_network(path)
-
-    def weights(config: dict) -> dict:
-        return {k: v for k, v in config.items() if k != "upsample"}
-
-    if weights(trained.config) != weights(network.config) or meta.style_names != names:
+    if weight_config(trained.config) != weight_config(network.config) or meta.style_names != names:
         raise FastNSTError(f"{path.name} is a {meta.network} network for {meta.style_names}; this run trains a "
                            f"{network.config} network for {names}", param="init_weights")
     network.load_state_dict(trained.state_dict())

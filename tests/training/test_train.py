@@ -304,6 +304,14 @@ def test_resuming_another_architecture_is_refused(style_path: Path, tmp_path: Pa
     assert err.value.param == "ckpt_path"
 
 
+def test_a_run_may_go_on_with_another_upsampling(style_path: Path, tmp_path: Path) -> None:
+    # The upsampling holds no weight: a long run that hatched with nearest goes on in bilinear from its checkpoint.
+    run(compose_train([*tiny_train_overrides(style_path, steps=2), "model.upsample=nearest"], tmp_path / "a"))
+    out = run(compose_train([*tiny_train_overrides(style_path, steps=3), "ckpt_path=last"], tmp_path / "a"))
+    meta = read_metadata(out)
+    assert meta.steps == 3 and meta.network["upsample"] == "bilinear"
+
+
 def test_a_crash_after_some_steps_still_exports_them(style_path: Path, tmp_path: Path, monkeypatch) -> None:
     from fastnst.training.module import StyleTransferModule
 

@@ -11,6 +11,12 @@ import torch.nn.functional as F
 from torch import nn
 
 UPSAMPLING = ("nearest", "bilinear")
+WEIGHTLESS = ("upsample",)  # network settings that change no weight: a run may go on with them changed
+
+
+def weight_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the settings that hold no weight: two networks with equal ones share weights."""
+    return {k: v for k, v in config.items() if k not in WEIGHTLESS}
 
 
 def upsample(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
