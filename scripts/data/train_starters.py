@@ -33,6 +33,8 @@ def train(style: str, args: argparse.Namespace, description: str) -> Path:
     if done.is_file() and read_metadata(done).steps == args.steps:
         return done
     resume = ["ckpt_path=last"] if (run_dir / "checkpoints" / "last.ckpt").is_file() else []
+    if args.start_from and not resume:  # a fine-tune: every weight of the model there, `--steps` more
+        resume = [f"init_weights={args.start_from.resolve() / f'{style}.safetensors'}"]
     cmd = [sys.executable, "train.py", f"style={style}", f"model={args.model}", f"data.root={args.data}",
            f"data.image_size={args.image_size}", f"data.batch_size={args.batch_size}",
            f"data.num_workers={args.workers}", f"loss.vgg_weights={args.vgg_weights}", "trainer=cpu",
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pack-only", action="store_true", help="pack finished runs, train nothing")
     parser.add_argument("--data-label", help="how the model metadata names the data (default: the folder's name)")
     parser.add_argument("--pack-dir", type=Path, default=STARTER_DIR, help="where the fp16 models go")
+    parser.add_argument("--start-from", type=Path, help="fine-tune: start each style from DIR/<style>.safetensors "
+                        "(e.g. fastnst/assets/models with model.upsample=bilinear: the starters without hatching)")
     args, overrides = parser.parse_known_args(argv)
     args.overrides = [o for o in overrides if o != "--"]
     vgg_name = Path(args.vgg_weights).name if Path(args.vgg_weights).is_file() else args.vgg_weights
@@ -83,9 +87,14 @@ def main(argv: list[str] | None = None) -> None:
                    f"on {n_photos} photos ({args.data_label or args.data.name}); loss network: {vgg_name}")
     for style in args.styles.split(","):
         run = args.out.resolve() / style / f"{style}.safetensors"
+        changes: dict[str, object] = {}
+        if args.start_from:  # the model's whole age and history, not only this run's
+            before = read_metadata(args.start_from / f"{style}.safetensors")
+            changes = {"steps": (before.steps or 0) + args.steps,
+                       "description": f"{before.description}; then {description}, {' '.join(args.overrides)}"[:4096]}
         trained = run if args.pack_only else train(style, args, description)
         if trained.is_file():
-            print(pack(style, trained, vgg_name, args.pack_dir), flush=True)
+            print(pack(style, trained, vgg_name, args.pack_dir, **changes), flush=True)
 
 
 if __name__ == "__main__":

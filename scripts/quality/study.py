@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from fastnst.core.images import find_images, fit_long_side, load_rgb
+from fastnst.core.images import find_images, fit_long_side, load_rgb, to_pil
 from fastnst.core.modelfile import read_metadata, resolve_model
 from fastnst.inference.stylizer import Stylizer
 from scripts.common import model_loss
@@ -77,14 +78,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vgg-weights", required=True)
     parser.add_argument("--size", type=int, default=256, help="long side for the losses (px)")
     parser.add_argument("--hatch-size", type=int, default=512, help="long side for the hatching index (px)")
+    parser.add_argument("--crops", type=Path, help="also write 1:1 middle crops of the 512 px results here (JPEG)")
+    parser.add_argument("--crop-photos", default="golden_gate,chelsea_cat,tubingen", help="photo stems, one row each")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     loss = model_loss(read_metadata(resolve_model(args.reference)), vgg_weights=args.vgg_weights)
     photos = find_images(args.content_dir)
     print("| model | held-out total | content | style | palette | hatching index | grid index |")
     print("|---|---|---|---|---|---|---|")
+    crop_photos = [p for stem in args.crop_photos.split(",") for p in photos if p.stem == stem]
+    columns: list[list[Image.Image]] = []
     for name in args.models.split(","):
         stylizer = Stylizer.from_file(resolve_model(name), device="cpu", precision="fp32", engine="torch")
+        if args.crops:
+            columns.append([middle_crop(to_pil(stylizer.network(fit_long_side(load_rgb(p), args.hatch_size))), 256)
+                            for p in crop_photos])
         mean = heldout_losses(stylizer, loss, photos, args.size)
         hatch, grid = [], []
         for photo in photos:
@@ -95,7 +103,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {Path(name).parent.name or name} | {mean['total']:.3f} | {mean['content']:.3f} | "
               f"{mean['style']:.3f} | {mean.get('palette', 0):.4f} | {statistics.geometric_mean(hatch):.2f} | "
               f"{statistics.geometric_mean(grid):.1f} |", flush=True)
+    if args.crops:
+        sheet = Image.new("RGB", (256 * len(columns), 256 * len(crop_photos)))
+        for j, column in enumerate(columns):
+            for i, crop in enumerate(column):
+                sheet.paste(crop, (256 * j, 256 * i))
+        sheet.save(args.crops, quality=92)
     return 0
+
+
+def middle_crop(image: Image.Image, size: int) -> Image.Image:
+    """The ``size`` x ``size`` middle of ``image``, at 1:1 (what a person sees when they zoom in)."""
+    left, top = (image.width - size) // 2, (image.height - size) // 2
+    return image.crop((left, top, left + size, top + size))
 
 
 if __name__ == "__main__":
