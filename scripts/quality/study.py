@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from fastnst.core.blend import style_weights
 from fastnst.core.images import find_images, fit_long_side, load_rgb, to_pil
 from fastnst.core.modelfile import read_metadata, resolve_model
 from fastnst.inference.stylizer import Stylizer
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vgg-weights", required=True)
     parser.add_argument("--size", type=int, default=256, help="long side for the losses (px)")
     parser.add_argument("--hatch-size", type=int, default=512, help="long side for the hatching index (px)")
+    parser.add_argument("--style", help="the style a multi-style model paints (default: the reference's style)")
     parser.add_argument("--crops", type=Path, help="also write 1:1 middle crops of the 512 px results here (JPEG)")
     parser.add_argument("--crop-photos", default="golden_gate,chelsea_cat,tubingen", help="photo stems, one row each")
     args = parser.parse_args(argv)
@@ -88,16 +90,19 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|")
     crop_photos = [p for stem in args.crop_photos.split(",") for p in photos if p.stem == stem]
     columns: list[list[Image.Image]] = []
+    style = args.style or read_metadata(resolve_model(args.reference)).style_names[0]
     for name in args.models.split(","):
         stylizer = Stylizer.from_file(resolve_model(name), device="cpu", precision="fp32", engine="torch")
+        names = read_metadata(resolve_model(name)).style_names
+        weights = style_weights(style, names) if len(names) > 1 else None
         if args.crops:
-            columns.append([middle_crop(to_pil(stylizer.network(fit_long_side(load_rgb(p), args.hatch_size))), 256)
-                            for p in crop_photos])
-        mean = heldout_losses(stylizer, loss, photos, args.size)
+            columns.append([middle_crop(to_pil(stylizer.network(fit_long_side(load_rgb(p), args.hatch_size),
+                                                                weights)), 256) for p in crop_photos])
+        mean = heldout_losses(stylizer, loss, photos, args.size, style=weights)
         hatch, grid = [], []
         for photo in photos:
             big = fit_long_side(load_rgb(photo), args.hatch_size)
-            out = stylizer.network(big).clamp(0, 1)
+            out = stylizer.network(big, weights).clamp(0, 1)
             hatch.append(fine_detail(out) / max(fine_detail(big), 1e-8))
             grid.append(grid_index(out) / max(grid_index(big), 1e-8))
         print(f"| {Path(name).parent.name or name} | {mean['total']:.3f} | {mean['content']:.3f} | "

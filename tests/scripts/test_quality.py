@@ -1,10 +1,12 @@
 """scripts/quality/heldout.py: held-out style and content losses, with checks that can fail."""
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from fastnst.core.modelfile import ModelMeta, save_stylizer
 from fastnst.core.transformer import TransformerNet
@@ -89,3 +91,38 @@ def test_the_grid_index_finds_a_pattern_on_the_networks_4_pixel_grid() -> None:
     assert grid_index(hatched) > 10 * grid_index(photo)
     shifted = torch.roll(hatched, shifts=(2, 2), dims=(-2, -1))
     assert grid_index(shifted) > 10 * grid_index(photo)  # the phase does not matter, the period does
+
+
+def test_the_study_judges_models_by_one_loss_and_a_multi_style_model_by_the_style_named(tmp_path: Path) -> None:
+    import torch
+
+    from scripts.quality import study
+
+    torch.manual_seed(0)
+    photos = tmp_path / "photos"
+    for i in range(2):
+        make_image(photos / f"p{i}.png", (48, 40), seed=i)
+    style = make_image(tmp_path / "s.png", (32, 32), seed=10)
+    loss = {"vgg": "vgg16", "vgg_weights": "random", "content_layers": {"relu2_2": 1.0},
+            "style_layers": {"relu1_2": 1.0}, "style_weight": 1.0, "style_norm": "target"}
+    (tmp_path / "one").mkdir()
+    (tmp_path / "pair").mkdir()
+    one = save_stylizer(TransformerNet(channels=8, num_residual=1), tmp_path / "one" / "m.safetensors",
+                        ModelMeta(style_name="a", style_image=str(style), style_size=32, loss=loss))
+    net = TransformerNet(channels=8, num_residual=1, num_styles=2)
+    for norm in net.norm_layers():  # two styles that differ
+        torch.nn.init.normal_(norm.weight, 1.0, 0.5)
+    pair = save_stylizer(net, tmp_path / "pair" / "m.safetensors",
+                         ModelMeta(style_name="pair", styles=["a", "b"], style_images=[str(style)] * 2,
+                                   style_size=32, loss=loss))
+    rows = {}
+    for row in ("a", "b"):
+        out = tmp_path / f"{row}.txt"
+        with open(out, "w") as f, contextlib.redirect_stdout(f):
+            assert study.main(["--models", f"{one},{pair}", "--reference", str(one), "--content-dir", str(photos),
+                               "--vgg-weights", "random", "--size", "32", "--hatch-size", "48", "--style", row,
+                               "--crops", str(tmp_path / "crops.jpg"), "--crop-photos", "p0,p1"]) == 0
+        rows[row] = [line for line in out.read_text().splitlines() if line.startswith(("| one", "| pair"))]
+    assert len(rows["a"]) == 2 and rows["a"][0] == rows["b"][0]  # a one-style model paints its one style
+    assert rows["a"][1] != rows["b"][1]  # the pair's two rows differ
+    assert Image.open(tmp_path / "crops.jpg").size == (2 * 256, 2 * 256)  # a column per model, a row per photo
