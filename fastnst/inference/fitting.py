@@ -65,7 +65,8 @@ class FitOptions:
     device: str = "auto"
     seed: int = 0
     content_weight: float | None = None  # None: the base model's (its file records the loss it was trained with)
-    start: str = "mean"  # the new style's first (γ, β): "mean" of the known styles, or "nearest" (by their Grams)
+    start: str = "nearest"  # the new style's first (γ, β): a mix of the known styles "nearest" the painting (by
+    # their signatures; docs/quality.md, "Fits that start close"), or their "mean"
 
     def __post_init__(self) -> None:
         checks = {"steps": 1 <= self.steps <= MAX_FIT_STEPS, "lr": 0 < self.lr <= 1,
