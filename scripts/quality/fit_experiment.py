@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--image-size", type=int, default=FitOptions.image_size)
     f.add_argument("--batch-size", type=int, default=FitOptions.batch_size)
     f.add_argument("--content-weight", type=float, help="instead of the base model's")
-    f.add_argument("--start", default=FitOptions.start, choices=["mean", "nearest"], help="the new style's first (γ, β)")
+    f.add_argument("--start", default=FitOptions.start, choices=["mean", "nearest"],
+                   help="the new style's first (γ, β)")
     f.add_argument("--out", type=Path, required=True)
     f.set_defaults(func=fit)
     j = sub.add_parser("judge")

@@ -166,9 +166,15 @@ def test_info_describes_the_model(tmp_path: Path, capsys) -> None:
     assert data["parameters"] == parameters and data["steps"] == 123 and data["style_image"] == "builtin:udnie"
 
 
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_export_matches_pytorch_on_other_sizes(model: Path, tmp_path: Path, fmt: str) -> None:
+def test_export_matches_pytorch_on_other_sizes(model: Path, tmp_path: Path, fmt: str, upsample: str) -> None:
     from fastnst.core.modelfile import load_network
+
+    if upsample == "bilinear":
+        torch.manual_seed(0)
+        model = save_stylizer(TransformerNet(channels=8, num_residual=1, upsample="bilinear"),
+                              tmp_path / "b.safetensors", ModelMeta(style_name="b"))
 
     if fmt == "onnx":
         ort = pytest.importorskip("onnxruntime")

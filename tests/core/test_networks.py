@@ -16,9 +16,9 @@ from fastnst.core.transformer import TransformerNet
 SMALL = {"johnson": {"channels": 8, "num_residual": 1}, "light": {"channels": 8, "num_residual": 1}}
 
 
-def small(arch: str, styles: int = 1) -> StyleNetwork:
+def small(arch: str, styles: int = 1, upsample: str = "nearest") -> StyleNetwork:
     torch.manual_seed(0)
-    net = network_class(arch)(**SMALL[arch], num_styles=styles)
+    net = network_class(arch)(**SMALL[arch], num_styles=styles, upsample=upsample)
     for norm in net.norm_layers():  # spread (γ, β) so that styles differ
         torch.nn.init.normal_(norm.weight, 1.0, 0.5)
         torch.nn.init.normal_(norm.bias, 0.0, 0.5)
@@ -63,23 +63,25 @@ def test_a_new_style_starts_at_the_mean_and_only_its_rows_train(arch: str) -> No
     assert all(p.grad is None for m in grown.modules() if isinstance(m, torch.nn.Conv2d) for p in m.parameters())
 
 
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
 @pytest.mark.parametrize("arch", sorted(architectures()))
-def test_tiles_match_the_whole_image(arch: str) -> None:
+def test_tiles_match_the_whole_image(arch: str, upsample: str) -> None:
     from fastnst.inference.stylizer import StylizeOptions, Stylizer
 
-    stylizer = Stylizer(small(arch), device="cpu", precision="fp32", engine="torch")
+    stylizer = Stylizer(small(arch, upsample=upsample), device="cpu", precision="fp32", engine="torch")
     x = torch.rand(1, 3, 96, 80)
     whole = stylizer.stylize_tensor(x)
     tiled = stylizer.stylize_tensor(x, StylizeOptions(tile=48, overlap=16))
     assert (whole - tiled).abs().mean() < 0.01
 
 
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
 @pytest.mark.parametrize("arch", sorted(architectures()))
-def test_the_openvino_engine_runs_every_network(arch: str) -> None:
+def test_the_openvino_engine_runs_every_network(arch: str, upsample: str) -> None:
     pytest.importorskip("openvino")
     from fastnst.inference.stylizer import Stylizer
 
-    net = small(arch)
+    net = small(arch, upsample=upsample)
     x = torch.rand(1, 3, 40, 36)
     ours = Stylizer(net, device="cpu", precision="fp32", engine="torch").stylize_tensor(x)
     theirs = Stylizer(net, device="cpu", precision="fp32", engine="openvino").stylize_tensor(x)
