@@ -33,6 +33,11 @@ def check_group_choices(argv: Sequence[str], groups: Sequence[str], conf_dir: Pa
                 sys.exit(2)
 
 
+def starter_styles(conf_dir: Path = CONF_DIR) -> list[str]:
+    """The styles with weights of their own (``conf/style/*.yaml`` but ``custom``): the starters' paintings."""
+    return sorted(p.stem for p in (conf_dir / "style").glob("*.yaml") if p.stem != "custom")
+
+
 def style_configs(cfg: DictConfig, conf_dir: Path = CONF_DIR) -> list[DictConfig]:
     """The styles a run trains: ``[cfg.style]``, or one per entry of ``styles`` (a multi-style run).
     An entry is a ``conf/style`` name (its image, size and weights) or an image path/URL (named after

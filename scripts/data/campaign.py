@@ -18,6 +18,7 @@ stops the training at its next step, keeping everything trained.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import subprocess
@@ -34,6 +35,7 @@ from fastnst.core.blend import style_weights
 from fastnst.core.images import find_images, fit_long_side, load_rgb, to_pil
 from fastnst.core.losses import PerceptualLoss
 from fastnst.core.modelfile import read_metadata, resolve_model, starter_models
+from fastnst.core.styles import BUILTIN, builtin_styles
 from fastnst.inference.fitting import known_signatures
 from fastnst.inference.stylizer import Stylizer
 from scripts.common import model_loss, model_style
@@ -277,8 +279,13 @@ def pack_run(plan: dict[str, Any], out: Path, name: str, step: int | None) -> in
     description = (f"campaign {name}: {spec.get('recipe', '')}, {steps} steps on {photos} photos "
                    f"({Path(plan['data']).name}); loss network: {vgg_name}")
     meta = read_metadata(chosen[-1])
-    signatures = None
+    signatures, changes = None, {}
     if len(meta.style_names) > 1:  # a base: its styles' signatures go with it, for fits that start near
+        # Each painting as the package ships it (builtin:NAME), where it does: the file names no path of this machine.
+        images = [f"{BUILTIN}{Path(i).stem}" if Path(i).stem in builtin_styles() else i
+                  for i in (meta.image_of(n) for n in meta.style_names)]
+        meta = dataclasses.replace(meta, style_images=images)
+        changes = {"style_images": images, "style_name": spec.get("pack_as", meta.style_name)}
         loss = PerceptualLoss.from_spec(**{**meta.loss, "temporal_weight": 0.0, "vgg_weights": str(vgg)})
         rows, signatures = known_signatures(meta, loss)
         if len(rows) != len(meta.style_names):
@@ -286,7 +293,7 @@ def pack_run(plan: dict[str, Any], out: Path, name: str, step: int | None) -> in
                   "its signatures need them all", file=sys.stderr)
             return 2
     print(pack(spec.get("pack_as", _model_name(spec)), chosen[-1], vgg_name, Path(plan["pack_dir"]), steps=steps,
-               description=description, signatures=signatures))
+               description=description, signatures=signatures, **changes))
     return 0
 
 

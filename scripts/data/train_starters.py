@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from fastnst.core.modelfile import STARTER_DIR, load_network, read_metadata, save_stylizer
-from fastnst.core.styles import builtin_styles
+from fastnst.training.config import starter_styles
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--vgg-weights", required=True)
-    parser.add_argument("--styles", default=",".join(builtin_styles()))
+    parser.add_argument("--styles", default=",".join(starter_styles()))
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--model", default="johnson_small")
     parser.add_argument("--image-size", type=int, default=128)

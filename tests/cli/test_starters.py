@@ -8,7 +8,14 @@ import torch
 from fastnst.cli.main import main
 from fastnst.core import modelfile
 from fastnst.core.errors import FastNSTError
-from fastnst.core.modelfile import ModelMeta, load_network, resolve_model, save_stylizer, starter_models
+from fastnst.core.modelfile import (
+    ModelMeta,
+    load_network,
+    read_signatures,
+    resolve_model,
+    save_stylizer,
+    starter_models,
+)
 from fastnst.core.styles import builtin_styles
 from fastnst.core.transformer import TransformerNet
 
@@ -63,7 +70,10 @@ def test_each_shipped_starter_is_small_honest_and_works(name: str) -> None:
     assert "steps" in meta.description and "vgg16_imagenet" in meta.description and meta.steps
     assert meta.loss["vgg_weights"] == "vgg16_imagenet.safetensors"
     assert meta.loss["content_norm"] == meta.loss["style_norm"] == "target" and meta.image_size
-    assert path.stat().st_size < 2 * sum(p.numel() for p in network.parameters()) + 100_000  # fp16 weights
+    signatures = read_signatures(path)  # a multi-style starter is the fit base: it knows its paintings' looks
+    assert (signatures is not None) == (network.num_styles > 1)
+    kept = sum(p.numel() for p in network.parameters()) + (signatures.numel() if signatures is not None else 0)
+    assert path.stat().st_size < 2 * kept + 100_000  # fp16
     x = torch.rand(1, 3, 48, 64)
     with torch.no_grad():
         outputs = [network(x, torch.eye(network.num_styles)[k] if network.num_styles > 1 else None)

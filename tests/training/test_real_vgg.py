@@ -13,7 +13,8 @@ from hydra.utils import instantiate
 
 from fastnst.core.images import fit_long_side, load_rgb
 from fastnst.core.losses import PerceptualLoss
-from fastnst.core.styles import builtin_styles, load_style
+from fastnst.core.styles import load_style
+from fastnst.training.config import starter_styles
 from fastnst.training.gatys import GatysOptions, optimize
 
 from conftest import SHARED, compose_train
@@ -45,7 +46,7 @@ def test_a_few_gatys_steps_on_the_default_loss_paint(style: str, tmp_path: Path)
     assert 0.02 < relative_content < 0.9  # moved from the photo, and not lost
 
 
-@pytest.mark.parametrize("style", builtin_styles())
+@pytest.mark.parametrize("style", starter_styles())
 def test_training_and_gatys_share_each_styles_weights(style: str, tmp_path: Path) -> None:
     """What a style's file says is what both entry points use, on the ImageNet VGG: a Gatys look and a
     trained network's look are judged by one loss."""
