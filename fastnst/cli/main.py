@@ -159,7 +159,7 @@ def add_fit_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     from fastnst.inference.fitting import FitOptions
 
     parser.add_argument(f"--{prefix}steps", type=int, default=FitOptions.steps, dest="fit_steps", metavar="N",
-                        help=f"fitting steps (default {FitOptions.steps}: about 100 s on an idle 2-core CPU)")
+                        help=f"fitting steps (default {FitOptions.steps}: under 30 s on an idle 2-core CPU with AMX)")
     parser.add_argument(f"--{prefix}photos", type=Path, dest="fit_photos", metavar="DIR",
                         help="photos to fit on (default: the four that ship with fastnst; works offline)")
     parser.add_argument(f"--{prefix}lr", type=float, default=FitOptions.lr, dest="fit_lr", help=argparse.SUPPRESS)
