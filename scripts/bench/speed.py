@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import platform
 import sys
 import time
@@ -33,6 +34,7 @@ from torchvision import models
 
 from fastnst.core.device import keep_freed_memory, native_bf16_cpu
 from fastnst.core.losses import PerceptualLoss
+from fastnst.core.networks.base import UPSAMPLING
 from fastnst.core.transformer import TransformerNet
 from fastnst.inference.engines import openvino_available
 from fastnst.inference.quantize import nncf_available
@@ -311,18 +313,20 @@ def inference_table(device: torch.device, cuda: bool, sizes: str, dtypes: list[s
         print(row([f"{w}x{h}", "reference", "torch", "fp32", "NCHW", "no", 1, f"{1 / ref_s:.2f}", "1.00",
                    f"{frame_flops / ref_s / 1e12:.2f}"]), flush=True)
         del ref
-        for channels, label in ((32, "johnson"), (16, "johnson_small")):
+        # Both upsamplings: files before session 9 are nearest, new training bilinear (docs/quality.md).
+        for (channels, label), upsample in itertools.product(((32, "johnson"), (16, "johnson_small")), UPSAMPLING):
             net_flops = flops(partial(TransformerNet(channels).eval(), x1.cpu())) if channels == 16 else frame_flops
             paths = inference_paths(cuda, dtypes, compile_rows, channels)
             for engine, precision, channels_last, compiled in paths[:1] if default_only else paths:
-                stylizer = Stylizer(TransformerNet(channels), device=device.type, precision=precision,
-                                    channels_last=channels_last, compile=compiled, engine=engine)
+                stylizer = Stylizer(TransformerNet(channels, upsample=upsample), device=device.type,
+                                    precision=precision, channels_last=channels_last, compile=compiled, engine=engine)
                 for batch in (1, frames) if not big else (1,):
                     xb = torch.rand(batch, 3, h, w, device=device)
                     s = seconds(partial(stylizer.stylize_tensor, xb), device, warm + 2 * compiled, reps)
                     fps = batch / s
                     shown = f"default: {stylizer.engine}" if engine is None else engine
-                    print(row([f"{w}x{h}", label, shown, stylizer.engine.split()[-1] if engine is None else precision,
+                    used = stylizer.engine.split()[-1] if engine is None else precision
+                    print(row([f"{w}x{h}", f"{label} ({upsample})", shown, used,
                                "channels_last" if channels_last else "NCHW", "yes" if compiled else "no", batch,
                                f"{fps:.2f}", f"{fps * ref_s:.2f}", f"{net_flops * fps / 1e12:.2f}"]), flush=True)
 

@@ -20,7 +20,7 @@ def test_training_writes_tensorboard_checkpoints_and_a_stylizer(style_path: Path
     assert path == tmp_path / "run" / "starry_night.safetensors"
     meta = read_metadata(path)
     assert meta.steps == 4 and meta.style_name == "starry_night"
-    assert meta.network == {"channels": 16, "num_residual": 5, "output": "sigmoid"}
+    assert meta.network == {"channels": 16, "num_residual": 5, "output": "sigmoid", "upsample": "bilinear"}
     assert meta.loss["vgg_weights"] == "random" and len(meta.style_sha256) == 64
     network, _ = load_network(path)
     assert network(torch.rand(1, 3, 20, 30)).shape == (1, 3, 20, 30)
