@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             theirs = open_image(run_peer(args.peer, painting, [photo], args.max_size, Path(tmp))[photo.name])
         rows.append([cell(open_image(painting), args.cell), cell(image, args.cell), cell(ours, args.cell),
                      cell(theirs, args.cell)])
-    sheet(rows, ["painting (never seen)", "photo", "fastnst (fitted, 100 steps)", "Magenta"], args.cell, args.out)
+    sheet(rows, ["painting (never seen)", "photo", "fastnst (fitted)", "Magenta"], args.cell, args.out)
     print(args.out)
     return 0
 
