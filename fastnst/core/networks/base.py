@@ -19,6 +19,13 @@ def weight_config(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in WEIGHTLESS}
 
 
+def upsample_mode(mode: str) -> str:
+    """``mode`` if it is one of ``UPSAMPLING``; a ValueError naming the choices otherwise."""
+    if mode not in UPSAMPLING:
+        raise ValueError(f"upsample must be one of {UPSAMPLING}, got {mode!r}")
+    return mode
+
+
 def upsample(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     """``x`` resized to ``size`` for a resize-convolution. ``nearest`` (a file that names no ``upsample``) copies each
     pixel into a 2x2 block, and the convolution after it sees the block's four phases differently: a young
@@ -87,6 +94,7 @@ class StyleNetwork(nn.Module):
     choices: ClassVar[dict[str, tuple[str, ...]]] = {}
     downsampling: ClassVar[int] = 1
     num_styles: int
+    upsample: str = "nearest"  # networks.base.upsample's mode, for networks that upsample
 
     @property
     def config(self) -> dict[str, Any]:
@@ -108,6 +116,13 @@ class StyleNetwork(nn.Module):
         for key, allowed in cls.choices.items():
             if key in config and config[key] not in allowed:
                 raise ValueError(f"network {key} must be one of {allowed}, got {config[key]!r}")
+
+    def _recorded(self, config: dict[str, Any]) -> dict[str, Any]:
+        """``config`` (the architecture's own arguments) with the shared ones a file records only when they
+        differ from what older files mean: ``upsample`` unless nearest, ``num_styles`` unless 1."""
+        if self.upsample != "nearest":
+            config = {**config, "upsample": self.upsample}
+        return config if self.num_styles == 1 else {**config, "num_styles": self.num_styles}
 
     def norm_layers(self) -> list[StyleInstanceNorm]:
         """Every norm layer, in the order the forward pass reaches them (tiling imposes statistics in it)."""

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastnst.core.kernels import reflection_pad
-from fastnst.core.networks.base import UPSAMPLING, StyleInstanceNorm, StyleNetwork, upsample
+from fastnst.core.networks.base import UPSAMPLING, StyleInstanceNorm, StyleNetwork, upsample, upsample_mode
 
 
 class ConvLayer(nn.Module):
@@ -94,13 +94,11 @@ class TransformerNet(StyleNetwork):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        if upsample not in UPSAMPLING:
-            raise ValueError(f"upsample must be one of {UPSAMPLING}, got {upsample!r}")
         if num_styles < 1:
             raise ValueError(f"num_styles must be at least 1, got {num_styles}")
         c1, c2, c3 = channels, 2 * channels, 4 * channels
         self.channels, self.num_residual, self.output, self.num_styles = channels, num_residual, output, num_styles
-        self.upsample = upsample
+        self.upsample = upsample_mode(upsample)
         s = num_styles
         self.conv1, self.in1 = ConvLayer(3, c1, 9), StyleInstanceNorm(c1, s)
         self.conv2, self.in2 = ConvLayer(c1, c2, 3, stride=2), StyleInstanceNorm(c2, s)
@@ -131,8 +129,4 @@ class TransformerNet(StyleNetwork):
         """Constructor arguments, stored in model files so they rebuild the same network.
         ``num_styles`` appears only for multi-style networks and ``upsample`` only when it is not ``nearest``:
         files of networks that were possible before stay as they were."""
-        config: dict[str, int | str] = {"channels": self.channels, "num_residual": self.num_residual,
-                                        "output": self.output}
-        if self.upsample != "nearest":
-            config["upsample"] = self.upsample
-        return config if self.num_styles == 1 else {**config, "num_styles": self.num_styles}
+        return self._recorded({"channels": self.channels, "num_residual": self.num_residual, "output": self.output})

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastnst.core.kernels import reflection_pad
-from fastnst.core.networks.base import UPSAMPLING, StyleInstanceNorm, StyleNetwork, upsample
+from fastnst.core.networks.base import UPSAMPLING, StyleInstanceNorm, StyleNetwork, upsample, upsample_mode
 
 
 class _Conv(nn.Module):
@@ -61,9 +61,7 @@ class LightNet(StyleNetwork):
         super().__init__()
         if num_styles < 1:
             raise ValueError(f"num_styles must be at least 1, got {num_styles}")
-        if upsample not in UPSAMPLING:
-            raise ValueError(f"upsample must be one of {UPSAMPLING}, got {upsample!r}")
-        self.upsample = upsample
+        self.upsample = upsample_mode(upsample)
         c1, c2, c3 = channels, 2 * channels, 4 * channels
         self.channels, self.num_residual, self.expansion = channels, num_residual, expansion
         self.num_styles = num_styles
@@ -93,8 +91,5 @@ class LightNet(StyleNetwork):
 
     @property
     def config(self) -> dict[str, int | str]:
-        config: dict[str, int | str] = {"channels": self.channels, "num_residual": self.num_residual,
-                                        "expansion": self.expansion}
-        if self.upsample != "nearest":
-            config["upsample"] = self.upsample
-        return config if self.num_styles == 1 else {**config, "num_styles": self.num_styles}
+        return self._recorded({"channels": self.channels, "num_residual": self.num_residual,
+                               "expansion": self.expansion})
