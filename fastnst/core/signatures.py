@@ -29,16 +29,22 @@ def signature(vgg: VGGFeatures, painting: torch.Tensor, layers: Mapping[str, flo
     return torch.cat(parts)
 
 
+def width(layers: Mapping[str, float]) -> int:
+    """How many numbers a signature over ``layers`` holds."""
+    return sum(2 * channels(name) for name in layers)
+
+
 def distances(known: torch.Tensor, new: torch.Tensor, layers: Mapping[str, float]) -> torch.Tensor:
     """(S,): how far each of ``known`` (S, D) is from ``new`` (D,): per layer, the squared difference over the
     new painting's squared signature, times the layer's weight; summed. 0 for the same painting."""
+    if known.shape[1] != width(layers) or new.shape[0] != width(layers):
+        raise ValueError(f"signatures of {known.shape[1]} and {new.shape[0]} numbers for layers that make "
+                         f"{width(layers)}")
     total = torch.zeros(known.shape[0])
     start = 0
     for name, weight in layers.items():
-        width = 2 * channels(name)
-        a, b = known[:, start:start + width].float(), new[start:start + width].float()
+        end = start + 2 * channels(name)
+        a, b = known[:, start:end].float(), new[start:end].float()
         total += weight * (a - b).pow(2).sum(dim=1) / b.pow(2).sum().clamp_min(1e-12)
-        start += width
-    if start != known.shape[1] or start != new.shape[0]:
-        raise ValueError(f"signatures of {known.shape[1]} and {new.shape[0]} numbers for layers that make {start}")
+        start = end
     return total

@@ -38,7 +38,6 @@ from fastnst.core.modelfile import ModelMeta, load_network, read_metadata, read_
 from fastnst.core.networks import StyleNetwork
 from fastnst.core.styles import sha256_file
 from fastnst.core.terms import VGG_KEYS, all_terms
-from fastnst.core.vgg import channels as vgg_channels
 from fastnst.inference.batch import unique_name
 
 log = logging.getLogger(__name__)
@@ -307,7 +306,7 @@ def _start_near(network: StyleNetwork, loss: PerceptualLoss, image: torch.Tensor
     where this machine has them (the others are left out; with none, the mean start stands)."""
     layers = loss.style_layers
     rows, known = list(range(len(meta.style_names))), read_signatures(base)
-    if known is None or known.shape[1] != 2 * sum(vgg_channels(k) for k in layers):
+    if known is None or known.shape[1] != signatures.width(layers):  # none, or made for other layers
         rows, known = known_signatures(meta, loss, size)
     if not rows:
         return []
