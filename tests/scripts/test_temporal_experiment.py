@@ -1,0 +1,44 @@
+"""scripts/quality/temporal_experiment.py: a run per temporal weight, compared on held-out photos and a clip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from fastnst.core.modelfile import read_metadata
+from scripts.quality import temporal_experiment
+
+from samples import make_clip, make_image
+
+FAST = ["--", "loss.vgg_weights=random", "data.batch_size=2", "data.num_workers=0", "data.num_val=2",
+        "style.size=64", "optimizer.lr=1e-2", "+trainer.enable_model_summary=false"]
+
+
+def test_one_run_per_weight_is_compared_on_held_out_photos_and_a_clip_and_a_fine_tune_keeps_its_start(
+        tmp_path: Path, capsys) -> None:
+    for i in range(4):
+        make_image(tmp_path / "photos" / f"p{i}.png", (80, 64), seed=i)
+    make_image(tmp_path / "held" / "h.png", (40, 32), seed=9)
+    clip = make_clip(tmp_path / "clip.mp4", frames=6)
+    common = ["--style", "udnie", "--data", str(tmp_path / "photos"), "--held-out", str(tmp_path / "held"),
+              "--image-size", "32", "--eval-size", "48", "--cpu"]
+    temporal_experiment.main([*common, "--steps", "8", "--weights", "1e4", "--clip", str(clip),
+                              "--out", str(tmp_path / "scratch"), "--strip", str(tmp_path / "strip.jpg"), *FAST])
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in lines if line.startswith("| ")}
+    assert set(rows) == {"temporal_weight", "0", "10000"}
+    assert len(rows["0"]) == 8  # held-out loss, style, warping error, flicker: each with its change
+    baseline, temporal = ([float(cell) for cell in rows[w][::2]] for w in ("0", "10000"))
+    assert all(a != b for a, b in zip(baseline, temporal, strict=True))  # the weight reached the second run's training
+    assert [float(cell.strip(" +%")) for cell in rows["10000"][1::2]] == pytest.approx(
+        [100 * (b / a - 1) for a, b in zip(baseline, temporal, strict=True)], rel=0.01, abs=0.2)
+    assert Image.open(tmp_path / "strip.jpg").size == (192, 2 * 192)  # one held-out photo, a row per weight
+
+    start = tmp_path / "scratch" / "w0" / "udnie.safetensors"
+    temporal_experiment.main([*common, "--steps", "2", "--weights", "1", "--start-from", str(start),
+                              "--out", str(tmp_path / "tuned"), *FAST])
+    for weight in ("w0", "w1"):
+        meta = read_metadata(tmp_path / "tuned" / weight / "udnie.safetensors")
+        assert meta.steps == 2 and meta.description == "started from udnie.safetensors"
