@@ -9,7 +9,11 @@ mask give the flicker metrics of ``scripts/quality/flicker.py``:
     affine warps; mean squared difference between stylized frame t and stylized frame t−1 warped
     by the known motion, inside the valid mask (0 for a perfectly stable stylizer).
 (b) On real clips, flicker ratio = mean |O_t − O_{t−1}| / mean |I_t − I_{t−1}|: how much more the
-    output changes between frames than the input does (1 ≈ no added flicker).
+    output changes between frames than the input does. It counts the painted texture moving with the
+    scene as change too, so it rewards flat styles and hides much of what the temporal loss does.
+(c) On real clips with optical flow between the input frames (estimated by the caller), the warping
+    error of Lai et al. 2018: ‖O_t − warp(O_{t−1})‖² where the flow is consistent. Texture that moves
+    with the scene costs nothing; flicker does.
 """
 
 from __future__ import annotations
@@ -105,3 +109,49 @@ def flicker_ratio(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
     if d_in == 0:
         return float("nan") if d_out == 0 else float("inf")
     return d_out / d_in
+
+
+def flow_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample (N, C, H, W) ``x`` at p + ``flow``(p): ``flow`` (N, 2, H, W) in pixels (x, y), pointing from
+    the frame being built into ``x``'s frame (backward flow). Edges are repeated outside the image."""
+    n, _, h, w = x.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=x.dtype), torch.arange(w, dtype=x.dtype), indexing="ij")
+    gx = (xs + flow[:, 0]) / max(w - 1, 1) * 2 - 1
+    gy = (ys + flow[:, 1]) / max(h - 1, 1) * 2 - 1
+    grid = torch.stack([gx, gy], -1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def consistent_flow_mask(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) mask of the pixels whose backward flow (t -> t−1) the forward flow (t−1 -> t) undoes,
+    and whose source lies inside the frame: occlusions and bad flow are left out (the usual test of
+    Sundaram et al. 2010, as in Ruder et al. 2016 and Lai et al. 2018)."""
+    forward_there = flow_warp(forward, backward)
+    mismatch = ((backward + forward_there) ** 2).sum(1, keepdim=True)
+    scale = (backward ** 2).sum(1, keepdim=True) + (forward_there ** 2).sum(1, keepdim=True)
+    h, w = backward.shape[-2:]
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=backward.dtype), torch.arange(w, dtype=backward.dtype),
+                            indexing="ij")
+    tx, ty = xs + backward[:, 0:1], ys + backward[:, 1:2]
+    inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    return ((mismatch <= 0.01 * scale + 0.5) & inside).to(backward.dtype)
+
+
+@torch.no_grad()
+def flow_warping_error(frames: Iterable[torch.Tensor], flows: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Mean over t of ‖O_t − warp(O_{t−1})‖² over the pixels where the flow is consistent (Lai et al.
+    2018's E_warp): ``frames`` yields (3, H, W) outputs in order, ``flows`` the (backward, forward) flows
+    between consecutive *input* frames, each (2, H, W) in pixels. A stylizer that moves exactly with the
+    picture scores what the input itself scores (the flow's own error); flicker adds to it."""
+    errors = []
+    previous: torch.Tensor | None = None
+    flow_iter = iter(flows)
+    for frame in frames:
+        if previous is not None:
+            backward, forward = (f[None] for f in next(flow_iter))
+            mask = consistent_flow_mask(backward, forward)
+            errors.append(masked_mse(frame[None], flow_warp(previous[None], backward), mask))
+        previous = frame
+    if not errors:
+        raise ValueError("the flow warping error needs at least two frames")
+    return float(torch.stack(errors).mean())

