@@ -42,7 +42,7 @@ def fit(args: argparse.Namespace) -> int:
     shutil.copy(args.painting, args.out / args.painting.name)
     options = FitOptions(steps=args.steps, lr=args.lr, image_size=args.image_size, batch_size=args.batch_size,
                          photos=args.photos, vgg_weights=args.vgg, device="cpu", content_weight=args.content_weight,
-                         start=args.start)
+                         start=args.start, schedule=args.schedule)
     snapshots: dict[int, tuple[float, dict[str, torch.Tensor]]] = {}
 
     def keep(progress: FitProgress, painter: Painter) -> None:
@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--content-weight", type=float, help="instead of the base model's")
     f.add_argument("--start", default=FitOptions.start, choices=["mean", "nearest"],
                    help="the new style's first (γ, β)")
+    f.add_argument("--schedule", default=FitOptions.schedule, choices=["constant", "cosine"],
+                   help="the learning rate over the fit's --steps (snapshots before the last see a higher rate)")
     f.add_argument("--out", type=Path, required=True)
     f.set_defaults(func=fit)
     j = sub.add_parser("judge")
