@@ -163,8 +163,9 @@ def add_fit_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     parser.add_argument(f"--{prefix}photos", type=Path, dest="fit_photos", metavar="DIR",
                         help="photos to fit on (default: the four that ship with fastnst; works offline)")
     parser.add_argument(f"--{prefix}lr", type=float, default=FitOptions.lr, dest="fit_lr", help=argparse.SUPPRESS)
-    parser.add_argument(f"--{prefix}content-weight", type=float, dest="fit_content_weight", metavar="W",
-                        help="keep more of the photo (above the base model's, 1 for the starters) or less")
+    parser.add_argument(f"--{prefix}content-weight", type=float, default=FitOptions.content_weight,
+                        dest="fit_content_weight", metavar="W",
+                        help=f"keep more of the photo (higher) or less (default {FitOptions.content_weight})")
     parser.add_argument("--vgg-weights", default=os.environ.get("FASTNST_VGG_WEIGHTS", "imagenet"), metavar="W",
                         help="the loss network for fitting: imagenet (torchvision's VGG16, downloaded once) or a "
                         "local file ($FASTNST_VGG_WEIGHTS)")
