@@ -111,11 +111,16 @@ def flicker_ratio(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
     return d_out / d_in
 
 
+def _pixels(h: int, w: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each pixel's (row, column) coordinates, two (H, W) tensors."""
+    return torch.meshgrid(torch.arange(h, dtype=dtype), torch.arange(w, dtype=dtype), indexing="ij")
+
+
 def flow_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Sample (N, C, H, W) ``x`` at p + ``flow``(p): ``flow`` (N, 2, H, W) in pixels (x, y), pointing from
     the frame being built into ``x``'s frame (backward flow). Edges are repeated outside the image."""
-    n, _, h, w = x.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=x.dtype), torch.arange(w, dtype=x.dtype), indexing="ij")
+    h, w = x.shape[-2:]
+    ys, xs = _pixels(h, w, x.dtype)
     gx = (xs + flow[:, 0]) / max(w - 1, 1) * 2 - 1
     gy = (ys + flow[:, 1]) / max(h - 1, 1) * 2 - 1
     grid = torch.stack([gx, gy], -1)
@@ -130,8 +135,7 @@ def consistent_flow_mask(backward: torch.Tensor, forward: torch.Tensor) -> torch
     mismatch = ((backward + forward_there) ** 2).sum(1, keepdim=True)
     scale = (backward ** 2).sum(1, keepdim=True) + (forward_there ** 2).sum(1, keepdim=True)
     h, w = backward.shape[-2:]
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=backward.dtype), torch.arange(w, dtype=backward.dtype),
-                            indexing="ij")
+    ys, xs = _pixels(h, w, backward.dtype)
     tx, ty = xs + backward[:, 0:1], ys + backward[:, 1:2]
     inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
     return ((mismatch <= 0.01 * scale + 0.5) & inside).to(backward.dtype)
