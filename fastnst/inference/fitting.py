@@ -77,7 +77,8 @@ class FitOptions:
     # goals on five unseen paintings at no visible cost to the photo (content ≤ 1.03x Magenta's; docs/quality.md)
     start: str = "nearest"  # the new style's first (γ, β): a mix of the known styles "nearest" the painting (by
     # their signatures; docs/quality.md, "Fits that start close"), or their "mean"
-    schedule: str = "constant"  # "cosine": the rate falls to a tenth by the last step (docs/quality.md)
+    schedule: str = "constant"  # "cosine": the rate falls to a tenth by the last step; at 100 steps it did not
+    # pay (two of three paintings worse; docs/quality.md)
 
     def __post_init__(self) -> None:
         checks = {"steps": 1 <= self.steps <= MAX_FIT_STEPS, "lr": 0 < self.lr <= 1,

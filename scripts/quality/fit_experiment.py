@@ -28,7 +28,7 @@ import torch
 
 from fastnst.core.images import find_images, fit_long_side, load_rgb
 from fastnst.core.modelfile import read_metadata, save_stylizer
-from fastnst.inference.fitting import FitOptions, FitProgress, Painter, fit_style
+from fastnst.inference.fitting import SCHEDULES, FitOptions, FitProgress, Painter, fit_style
 from fastnst.inference.stylizer import StylizeOptions, Stylizer
 from scripts.common import model_loss
 from scripts.quality.judge import STYLE_LAYERS, Judge, geomean
@@ -129,10 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--lr", type=float, default=FitOptions.lr)
     f.add_argument("--image-size", type=int, default=FitOptions.image_size)
     f.add_argument("--batch-size", type=int, default=FitOptions.batch_size)
-    f.add_argument("--content-weight", type=float, help="instead of the base model's")
+    f.add_argument("--content-weight", type=float, default=FitOptions.content_weight,
+                   help=f"the loss's content weight (default {FitOptions.content_weight}, the product's)")
     f.add_argument("--start", default=FitOptions.start, choices=["mean", "nearest"],
                    help="the new style's first (γ, β)")
-    f.add_argument("--schedule", default=FitOptions.schedule, choices=["constant", "cosine"],
+    f.add_argument("--schedule", default=FitOptions.schedule, choices=list(SCHEDULES),
                    help="the learning rate over the fit's --steps (snapshots before the last see a higher rate)")
     f.add_argument("--out", type=Path, required=True)
     f.set_defaults(func=fit)

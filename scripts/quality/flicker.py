@@ -35,6 +35,7 @@ from fastnst.core.errors import FastNSTError
 from fastnst.core.images import fit_long_side, load_rgb, save_image, to_pil
 from fastnst.core.temporal import flicker_ratio, flow_warping_error, synthetic_clip, warping_error
 from fastnst.inference.stylizer import Stylizer
+from scripts.quality.side_by_side import run_peer
 
 Stylize = Callable[[torch.Tensor], torch.Tensor]
 
@@ -54,23 +55,20 @@ def frames(path: Path, max_size: int, limit: int) -> Iterator[torch.Tensor]:
 
 
 def peer_stylize(peer: str, style_image: Path) -> Stylize:
-    """Magenta's network as a batch function: each frame goes through the peer's CLI as a PNG (lossless),
-    in one call per batch so its model loads once per batch."""
+    """Magenta's network as a batch function: the frames go through the peer's CLI as PNGs (lossless), in
+    one call per batch (``side_by_side.run_peer``) so its model loads once per batch."""
 
     def stylize(batch: torch.Tensor) -> torch.Tensor:
         with tempfile.TemporaryDirectory() as tmp:
-            src, out = Path(tmp) / "in", Path(tmp) / "out"
-            src.mkdir()
-            out.mkdir()
-            for i, frame in enumerate(batch):
-                save_image(to_pil(frame[None]), src / f"{i:05d}.png")
-            size = max(batch.shape[-2:])
-            subprocess.run([peer, "stylize", str(src), "--style-image", str(style_image), "--max-size", str(size),
-                            "-o", str(out)], check=True, capture_output=True)
-            results = sorted(out.iterdir())
-            if len(results) != len(batch):
-                raise FastNSTError(f"{peer} wrote {len(results)} results for {len(batch)} frames")
-            styled = torch.cat([load_rgb(p) for p in results])
+            frames_dir = Path(tmp) / "frames"
+            frames_dir.mkdir()
+            paths = [frames_dir / f"{i:05d}.png" for i in range(len(batch))]
+            for frame, path in zip(batch, paths, strict=True):
+                save_image(to_pil(frame[None]), path)
+            found = run_peer(peer, style_image, paths, max(batch.shape[-2:]), Path(tmp))
+            if len(found) != len(batch):
+                raise FastNSTError(f"{peer} wrote {len(found)} results for {len(batch)} frames")
+            styled = torch.cat([load_rgb(found[p.name]) for p in paths])
         # the peer may round sizes to its own multiple: compare like with like
         return torch.nn.functional.interpolate(styled, size=batch.shape[-2:], mode="bilinear", antialias=True,
                                                align_corners=False).clamp(0, 1)
