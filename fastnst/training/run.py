@@ -223,14 +223,18 @@ def _network(cfg: DictConfig, names: list[str]) -> NetworkPlan:
 
 
 def _warm_start(network: StyleNetwork, model: str, names: list[str]) -> StyleNetwork:
-    """``network`` with every weight of a trained model of the same network and styles: a long run whose
-    checkpoint is lost goes on from the last model it exported (scripts/data/campaign.py). The upsampling
-    mode holds no weight, so a ``nearest`` model can go on as a ``bilinear`` one (the hatching's cure)."""
+    """``network`` with every weight of a trained model of the same network and number of styles: a long run
+    whose checkpoint is lost goes on from the last model it exported (scripts/data/campaign.py), and a new
+    style can start from another's trained network, which already keeps the photo and paints without a grid
+    (only the painting is new to it). The upsampling mode holds no weight, so a ``nearest`` model can go on as
+    a ``bilinear`` one (the hatching's cure)."""
     path = resolve_model(model)
     trained, meta = load_network(path)
-    if weight_config(trained.config) != weight_config(network.config) or meta.style_names != names:
+    if weight_config(trained.config) != weight_config(network.config) or len(meta.style_names) != len(names):
         raise FastNSTError(f"{path.name} is a {meta.network} network for {meta.style_names}; this run trains a "
                            f"{network.config} network for {names}", param="init_weights")
+    if meta.style_names != names:
+        log.info("starting %s from the weights of %s (trained for %s)", names, path.name, meta.style_names)
     network.load_state_dict(trained.state_dict())
     return network.train()
 

@@ -420,6 +420,11 @@ def test_a_warm_start_takes_every_weight_and_a_schedule_shapes_the_lr(style_path
                                 "optimizer.lr=1e-30"], tmp_path / "s"))
     assert load_network(smooth)[1].network["upsample"] == "bilinear"
     torch.testing.assert_close(load_network(smooth)[0].conv1.conv.weight, load_network(nearest)[0].conv1.conv.weight)
+    # Another style's trained network of the same shape starts a new style (its (γ, β) are fine-tuned too).
+    other = run(compose_train([*tiny_train_overrides(style_path, steps=1), "style.name=other_style",
+                               f"init_weights={first}", "optimizer.lr=1e-30"], tmp_path / "o"))
+    assert load_network(other)[1].style_names == ["other_style"]
+    torch.testing.assert_close(load_network(other)[0].conv1.conv.weight, a.conv1.conv.weight)
     with pytest.raises(FastNSTError, match="this run trains a") as err:  # another network's weights
         run(compose_train([*tiny_train_overrides(style_path, steps=1), "model=johnson", f"init_weights={first}"],
                           tmp_path / "c"))
