@@ -77,9 +77,9 @@ def run_campaign(plan: dict[str, Any], runs: list[dict[str, Any]], out: Path) ->
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    for milestone in plan["milestones"]:
+    for milestone in sorted({*plan["milestones"], *(spec["steps"] for spec in runs)}):
         for spec in runs:
-            if milestone > spec["steps"] or _reached(spec, out, milestone):
+            if milestone not in _milestones(plan, spec) or _reached(spec, out, milestone):
                 continue
             if stop["now"] or not _train(plan, spec, out, milestone, stop):
                 _log(out, f"{spec['name']}: stopped before step {milestone}; `run` again resumes it")
@@ -87,6 +87,12 @@ def run_campaign(plan: dict[str, Any], runs: list[dict[str, Any]], out: Path) ->
             _judge(plan, spec, out, milestone)
     _log(out, "every run has reached its last milestone")
     return 0
+
+
+def _milestones(plan: dict[str, Any], spec: dict[str, Any]) -> list[int]:
+    """Where a run stops to be judged: the plan's milestones short of its length, and its length (so a
+    1,200-step run ends at 1,200, not at the 600 before it)."""
+    return sorted({*(m for m in plan["milestones"] if m < spec["steps"]), spec["steps"]})
 
 
 def _train(plan: dict[str, Any], spec: dict[str, Any], out: Path, milestone: int, stop: dict[str, bool]) -> bool:

@@ -73,8 +73,9 @@ def test_a_campaign_runs_in_stages_survives_a_lost_checkpoint_and_packs(plan: Pa
     assert [r["step"] for r in records] == [8]
     assert read_metadata(tmp_path / "out2" / "toy" / "models" / "step8.safetensors").steps == 2
 
-    # The same machine again: its checkpoint counts from step 6, so milestone 10 is 4 steps on, not 10.
-    spec["milestones"], spec["runs"][0]["steps"] = [2, 4, 6, 8, 10], 10
+    # The same machine again: its checkpoint counts from step 6, so milestone 10 is 4 steps on, not 10; and a
+    # run's own length is its last milestone even where the plan's list has none.
+    spec["milestones"], spec["runs"][0]["steps"] = [2, 4, 6, 8], 10
     plan.write_text(yaml.safe_dump(spec))
     assert campaign.main(["run", "--plan", str(plan)]) == 0
     assert read_metadata(tmp_path / "out2" / "toy" / "models" / "step10.safetensors").steps == 4
