@@ -77,7 +77,7 @@ def run_campaign(plan: dict[str, Any], runs: list[dict[str, Any]], out: Path) ->
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    for milestone in sorted({*plan["milestones"], *(spec["steps"] for spec in runs)}):
+    for milestone in sorted({m for spec in runs for m in _milestones(plan, spec)}):
         for spec in runs:
             if milestone not in _milestones(plan, spec) or _reached(spec, out, milestone):
                 continue
