@@ -46,8 +46,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     loss = meta.loss
     rows = [("style", meta.style_name),
-            *([("styles", f"{len(meta.styles)}: {', '.join(meta.styles)} (--style NAME, A:0.7,B:0.3 or A..B)")]
-              if meta.styles else []),
+            *([("styles", f"{len(meta.styles)}: {', '.join(meta.styles)} (--style NAME, A:0.7,B:0.3 or A..B)"),
+               ("default style", meta.default_style or meta.styles[0])] if meta.styles else []),
             *([("style images", ", ".join(meta.style_images) or "?")] if meta.styles else
               [("style image", meta.style_image or "?"), ("style image sha256", meta.style_sha256 or "?")]),
             ("network", f"{meta.arch} {meta.network}, {parameters:,} parameters"),

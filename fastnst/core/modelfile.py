@@ -71,7 +71,8 @@ class ModelMeta:
     at what crop size it was trained; ``description``: free text, e.g. what it was trained on.
     ``styles``: the style names of a multi-style network, in the order of its (γ, β) rows
     (``style_name`` then names the model as a whole), and ``style_images`` where each came from;
-    both empty for a single-style one."""
+    both empty for a single-style one. ``default_style``: the style used when none is asked for (empty: the
+    first); ``fastnst add-style`` sets it to the painting it added, so the file paints that painting."""
 
     style_name: str = "styled"
     arch: str = DEFAULT_ARCH
@@ -85,6 +86,7 @@ class ModelMeta:
     description: str = ""
     styles: list[str] = field(default_factory=list)
     style_images: list[str] = field(default_factory=list)
+    default_style: str = ""
     fastnst_version: str = __version__
     format_version: int = FORMAT_VERSION
 
@@ -106,6 +108,9 @@ class ModelMeta:
             raise FastNSTError(f"{len(self.style_images)} style images for {len(self.styles)} styles")
         if len(set(self.styles)) != len(self.styles):
             raise FastNSTError(f"style names repeat: {self.styles}", param="style_name")
+        if self.default_style and self.default_style not in self.styles:
+            raise FastNSTError(f"default style {self.default_style[:80]!r} is not one of the model's styles",
+                               param="style_name")
         if self.network and len(self.style_names) != self.network.get("num_styles", 1):
             raise FastNSTError(f"{len(self.style_names)} style name(s) for a network of "
                                f"{self.network.get('num_styles', 1)} styles")
@@ -147,7 +152,7 @@ def _check_types(meta: ModelMeta) -> None:
                 "style_size": (int, type(None)),
                 "network": dict, "loss": dict, "image_size": (int, type(None)), "steps": (int, type(None)),
                 "description": str, "styles": list, "style_images": list,
-                "fastnst_version": str, "format_version": int}
+                "default_style": str, "fastnst_version": str, "format_version": int}
     for name, kind in expected.items():
         value = getattr(meta, name)
         if not isinstance(value, kind) or isinstance(value, bool):

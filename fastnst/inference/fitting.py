@@ -197,6 +197,7 @@ def fit_style(painting: Path, base: str | Path = DEFAULT_BASE, options: FitOptio
     fitted = dataclasses.replace(
         meta, arch=grown.arch, network=grown.config, style_name=f"{meta.style_name}+{name}"[:64], styles=[*names, name],
         style_images=[*(meta.image_of(n) for n in names), painting.name],
+        default_style=name,
         description=f"{described}; base: {meta.description}"[:4096],
         loss={**meta.loss, "vgg_weights": Path(options.vgg_weights).name,
               **({"content_weight": options.content_weight} if options.content_weight is not None else {})})

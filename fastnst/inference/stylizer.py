@@ -53,7 +53,8 @@ class StylizeOptions:
     ``strength``: 0 returns the input, 1 the full stylization. ``tile``: tile side in px (None: tile
     automatically only when the image would not fit in memory; 0: never tile). ``style``: for a
     multi-style model, a style name, a blend (``a:0.7,b:0.3`` or {name: weight}), or for videos a
-    morph ``a..b`` (``fastnst.core.blend``); None: the model's first style."""
+    morph ``a..b`` (``fastnst.core.blend``); None: the model's default style (``ModelMeta.default_style``:
+    the painting ``fastnst add-style`` added), else its first."""
 
     max_size: int | None = None
     scale: float = 1.0
@@ -142,6 +143,8 @@ class Stylizer:
                 raise FastNSTError(f"this model paints one style ({self.style_name}); choosing a style needs a "
                                    "multi-style model", param="style")
             return None
+        if style is None:
+            style = self.metadata.default_style or None  # a fitted painting's file paints that painting
         return parse_style(style, self.style_names)
 
     def style_label(self, style: StyleSpec | None) -> str:

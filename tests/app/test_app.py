@@ -46,6 +46,7 @@ def test_models_lists_the_given_files_with_their_styles(app: LiveApp) -> None:
     assert status == 200
     by_id = {m["id"]: m for m in data["models"]}
     assert by_id["tiny"]["styles"] == [] and by_id["trio"]["styles"] == STYLES
+    assert by_id["trio"]["default_style"] == STYLES[0]
     assert data["default"] in by_id
 
 

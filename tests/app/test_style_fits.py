@@ -64,6 +64,7 @@ def test_a_painting_becomes_a_style_of_a_new_model(app: LiveApp, tmp_path: Path)
     assert status == 200 and Image.open(io.BytesIO(preview)).size == (48, 40)
     models = {m["id"]: m for m in app.json("/api/models")[1]["models"]}
     assert models[done["model"]]["styles"] == ["ink", "fire", "Sunset"]
+    assert models[done["model"]]["default_style"] == "Sunset"  # the page opens the model on the painting's style
     status, result, _ = app.post("/api/stylize", {"model": done["model"], "style": "Sunset", "size": "full"},
                                  {"image": ("x.png", make_image(tmp_path / "x.png", (40, 30)).read_bytes())})
     assert status == 200 and Image.open(io.BytesIO(result)).size == (40, 30)

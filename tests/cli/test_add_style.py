@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -26,6 +27,14 @@ def test_add_style_writes_a_model_that_stylizes_by_its_new_style(tmp_path: Path,
     assert main(["stylize", str(photo), "--model", "sunset.safetensors", "--style", "sunset:0.5,ink:0.5",
                  "--device", "cpu"]) == 0
     assert Image.open(tmp_path / "photo_ink50+sunset50.png").size == (40, 30)
+    # no --style: the file paints the painting it was made for, not the base's first style
+    assert main(["stylize", str(photo), "--model", "sunset.safetensors", "--device", "cpu"]) == 0
+    assert main(["stylize", str(photo), "--model", "sunset.safetensors", "--style", "ink", "--device", "cpu"]) == 0
+    assert main(["stylize", str(photo), "--model", "sunset.safetensors", "--style", "sunset", "--device", "cpu",
+                 "-o", "chosen.png"]) == 0
+    default = np.asarray(Image.open(tmp_path / "photo_sunset.png"), dtype=np.int16)
+    assert np.array_equal(default, np.asarray(Image.open(tmp_path / "chosen.png"), dtype=np.int16))
+    assert np.abs(default - np.asarray(Image.open(tmp_path / "photo_ink.png"), dtype=np.int16)).mean() > 1
     # the same painting again: from the cache, no second fit; an existing output is refused
     assert add_style(painting, "--to", base, "--steps", 2, "--photos", photos, *FAST, "-o", "again.safetensors") == 0
     assert "fitted" not in capsys.readouterr().err

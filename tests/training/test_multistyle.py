@@ -234,6 +234,8 @@ def test_model_files_refuse_style_names_that_do_not_fit(tmp_path: Path) -> None:
         ModelMeta(styles=["a", "a"])
     with pytest.raises(FastNSTError, match="not a plain name"):
         ModelMeta(styles=["../x", "b"])
+    with pytest.raises(FastNSTError, match="default style 'c' is not one of"):
+        ModelMeta(styles=["a", "b"], default_style="c")
 
 
 # --- training ------------------------------------------------------------------------------------

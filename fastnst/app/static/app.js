@@ -37,7 +37,7 @@ function chooseModel(id) {
   $("model-info").textContent = [net, m.steps ? `${m.steps} steps` : "", m.description].filter(Boolean).join(" · ");
   $("model-info").title = m.description || "";
   weights.clear();
-  m.styles.forEach((s, i) => weights.set(s, i === 0 ? 100 : 0));
+  m.styles.forEach((s) => weights.set(s, s === m.default_style ? 100 : 0));  // a fitted painting's own style
   renderSliders(m.styles);
   changed();
 }
