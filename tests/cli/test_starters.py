@@ -87,4 +87,6 @@ def test_each_shipped_starter_is_small_honest_and_works(name: str) -> None:
 def test_the_package_stays_small() -> None:
     assets = Path(modelfile.__file__).resolve().parent.parent / "assets"
     total = sum(p.stat().st_size for p in assets.rglob("*") if p.is_file())
-    assert total < 30_000_000
+    # Eight full `johnson` starters at fp16 (3.4 MB each, since session 12), the multistyle base and the
+    # paintings: ~32 MB. A ninth full network, or anything as big, must be a decision, not a drift.
+    assert total < 36_000_000
