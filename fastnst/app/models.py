@@ -63,7 +63,7 @@ class ModelBook:
         entry = self._entry(model_id)
         meta = entry.meta
         return {"id": entry.id, "style": meta.style_name, "styles": meta.style_names if meta.styles else [],
-                "default_style": meta.default_style or (meta.styles[0] if meta.styles else ""),
+                "default_style": meta.style_by_default if meta.styles else "",
                 "description": meta.description, "starter": entry.starter, "uploaded": entry.uploaded,
                 "network": meta.network, "steps": meta.steps}
 

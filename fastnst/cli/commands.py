@@ -47,7 +47,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     loss = meta.loss
     rows = [("style", meta.style_name),
             *([("styles", f"{len(meta.styles)}: {', '.join(meta.styles)} (--style NAME, A:0.7,B:0.3 or A..B)"),
-               ("default style", meta.default_style or meta.styles[0])] if meta.styles else []),
+               ("default style", meta.style_by_default)] if meta.styles else []),
             *([("style images", ", ".join(meta.style_images) or "?")] if meta.styles else
               [("style image", meta.style_image or "?"), ("style image sha256", meta.style_sha256 or "?")]),
             ("network", f"{meta.arch} {meta.network}, {parameters:,} parameters"),

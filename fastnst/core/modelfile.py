@@ -120,6 +120,11 @@ class ModelMeta:
         """The styles this model paints, in order (one for a single-style model)."""
         return list(self.styles) or [self.style_name]
 
+    @property
+    def style_by_default(self) -> str:
+        """The style the file paints when none is asked for: ``default_style``, else the first."""
+        return self.default_style or self.style_names[0]
+
     def image_of(self, style: str) -> str:
         """Where style ``style`` came from (a path, URL or ``builtin:NAME``)."""
         if not self.styles:

@@ -143,9 +143,8 @@ class Stylizer:
                 raise FastNSTError(f"this model paints one style ({self.style_name}); choosing a style needs a "
                                    "multi-style model", param="style")
             return None
-        if style is None:
-            style = self.metadata.default_style or None  # a fitted painting's file paints that painting
-        return parse_style(style, self.style_names)
+        # no style asked for: a fitted painting's file paints that painting, any other its first style
+        return parse_style(self.metadata.style_by_default if style is None else style, self.style_names)
 
     def style_label(self, style: StyleSpec | None) -> str:
         """The name outputs get for ``style``: the model's name, a style's, or a blend's."""
